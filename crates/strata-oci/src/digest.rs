@@ -65,9 +65,8 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Digest, DigestError> {
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::MissingAlgorithm(s.to_string()))?;
+        let (alg, hex) =
+            s.split_once(':').ok_or_else(|| DigestError::MissingAlgorithm(s.to_string()))?;
         if alg != "sha256" {
             return Err(DigestError::UnsupportedAlgorithm(s.to_string(), alg.to_string()));
         }
