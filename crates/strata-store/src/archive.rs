@@ -126,7 +126,8 @@ fn read_entries(
                 format!("decompression bomb: {bomb}; refusing the archive"),
             );
         }
-        let msg = if e.kind() == io::ErrorKind::UnexpectedEof {
+        // The tar crate reports a short archive as a plain error mentioning EOF.
+        let msg = if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("EOF") {
             format!("is truncated ({e}); the file is incomplete: copy or save it again")
         } else {
             format!("is not a valid tar archive: {e}")

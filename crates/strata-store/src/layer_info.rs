@@ -87,6 +87,19 @@ pub fn scan(blob: impl Read, limits: Limits) -> Result<LayerInfo, LayerScanError
                     reason: "is a hard link to a path outside the root",
                 })?;
             }
+            if kind.is_symlink() {
+                // Docker's breakout rule: a relative target, taken from the link's own
+                // directory, must stay inside the root. Absolute targets are resolved
+                // inside the root when used, so they are safe.
+                let target = entry.link_name().map_err(classify)?.unwrap_or_default();
+                if !target.is_absolute() {
+                    let joined = path.parent().unwrap_or(Path::new("")).join(&target);
+                    check_entry_path(&joined).map_err(|_| LayerScanError::Unsafe {
+                        path: shown(),
+                        reason: "is a symlink that points outside the root",
+                    })?;
+                }
+            }
             if kind.is_file() || kind == tar::EntryType::Continuous {
                 content_size += entry.size();
             }

@@ -1,0 +1,157 @@
+//! The store's own behaviour on real archives built in the test.
+
+mod common;
+
+use common::*;
+use strata_oci::Reference;
+use strata_store::archive::{load, save, SaveFormat, SaveItem};
+use strata_store::layer_info::Limits;
+use strata_store::{RemovalEvent, Store};
+
+fn r(s: &str) -> Reference {
+    Reference::parse(s).unwrap()
+}
+
+fn two_images(store: &Store) -> (strata_oci::Digest, strata_oci::Digest) {
+    let base = layer(&[("etc/os-release", b"base")]);
+    let app = layer(&[("app/run", b"#!/bin/sh\necho hi\n")]);
+    let a = docker_archive("base:1", &[&base], &config_for(&[&base]));
+    let b = docker_archive("app:1", &[&base, &app], &config_for(&[&base, &app]));
+    let ia = load(store, "a", &a[..], Limits::default(), &mut |_| {}).unwrap()[0].id.clone();
+    let ib = load(store, "b", &b[..], Limits::default(), &mut |_| {}).unwrap()[0].id.clone();
+    (ia, ib)
+}
+
+#[test]
+fn load_save_round_trip_keeps_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (_, app) = two_images(&store);
+    let image = store.resolve("app:1").unwrap();
+    assert_eq!(image.id, app);
+    assert_eq!(image.layers.len(), 2);
+    for format in [SaveFormat::Docker, SaveFormat::Oci] {
+        let mut out = Vec::new();
+        save(&store, &[SaveItem { image: image.clone(), names: vec![r("app:1")] }], format, &mut out).unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Store::open(other_dir.path()).unwrap();
+        let loaded = load(&other, "saved", &out[..], Limits::default(), &mut |_| {}).unwrap();
+        assert_eq!(loaded[0].id, app);
+        assert_eq!(loaded[0].tags, vec![r("app:1")]);
+        let again = other.resolve("app:1").unwrap();
+        assert_eq!(again.manifest_digest, image.manifest_digest, "manifest digest survives {format:?}");
+        assert!(other.fsck().unwrap().problems.is_empty());
+    }
+}
+
+#[test]
+fn oci_layout_keeps_manifest_digest_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer(&[("a", b"hello")]);
+    let archive = oci_archive(&[&l], None);
+    let loaded = load(&store, "oci", &archive[..], Limits::default(), &mut |_| {}).unwrap();
+    assert_eq!(loaded[0].tags, vec![r("example.com/test/oci:1")]);
+    let image = store.resolve("example.com/test/oci:1").unwrap();
+    assert_eq!(image.layers[0].media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(image.layers[0].diff_id, strata_oci::Digest::sha256_of(&l));
+    assert_eq!(image.size, 5);
+}
+
+#[test]
+fn rmi_untags_then_deletes_and_sweeps_unshared_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, app) = two_images(&store);
+    store.tag("app:1", &r("app:2")).unwrap();
+    let blobs_before = store.blobs().list().unwrap().0.len();
+    assert_eq!(store.remove("app:1", false).unwrap(), vec![RemovalEvent::Untagged("app:1".into())]);
+    assert_eq!(store.blobs().list().unwrap().0.len(), blobs_before, "untag deletes nothing");
+    let events = store.remove("app:2", false).unwrap();
+    assert_eq!(events, vec![RemovalEvent::Untagged("app:2".into()), RemovalEvent::Deleted(app.clone())]);
+    // The base layer is shared with base:1 and must stay; app's own layer, config and
+    // manifest go.
+    assert_eq!(store.blobs().list().unwrap().0.len(), blobs_before - 3);
+    assert_eq!(store.resolve("base:1").unwrap().id, base);
+    assert!(store.fsck().unwrap().problems.is_empty());
+}
+
+#[test]
+fn rmi_by_id_refuses_when_named_in_several_repositories() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, _) = two_images(&store);
+    store.tag("base:1", &r("other/base:x")).unwrap();
+    let err = store.remove(base.short(), false).unwrap_err().to_string();
+    assert!(err.contains("must be forced") && err.contains("multiple repositories"), "{err}");
+    let events = store.remove(base.short(), true).unwrap();
+    assert!(events.contains(&RemovalEvent::Deleted(base)));
+    assert!(store.resolve("base:1").is_err());
+}
+
+#[test]
+fn retag_leaves_old_image_dangling_and_prune_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, _) = two_images(&store);
+    let newer = layer(&[("etc/os-release", b"base v2")]);
+    let archive = docker_archive("base:1", &[&newer], &config_for(&[&newer]));
+    let loaded = load(&store, "v2", &archive[..], Limits::default(), &mut |_| {}).unwrap();
+    assert_eq!(loaded[0].retagged[0].previous_image, base);
+    let dangling: Vec<_> = store.images().unwrap().into_iter().filter(|i| i.tags.is_empty()).collect();
+    assert_eq!(dangling.len(), 1);
+    let (events, freed) = store.prune(false).unwrap();
+    assert_eq!(events, vec![RemovalEvent::Deleted(base)]);
+    // Its layer is shared with app:1, so only its config and manifest are freed.
+    assert!(freed > 0);
+    assert_eq!(store.images().unwrap().len(), 2);
+    assert!(store.fsck().unwrap().problems.is_empty());
+}
+
+#[test]
+fn lookup_by_id_prefix_digest_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, _) = two_images(&store);
+    assert_eq!(store.resolve(&base.to_string()).unwrap().id, base);
+    assert_eq!(store.resolve(&base.hex()[..5]).unwrap().id, base);
+    assert_eq!(store.resolve("docker.io/library/base:1").unwrap().id, base);
+    let manifest = store.resolve("base:1").unwrap().manifest_digest;
+    assert_eq!(store.resolve(&format!("base@{manifest}")).unwrap().id, base);
+    assert!(matches!(store.resolve("nope"), Err(strata_store::StoreError::ImageNotFound(_))));
+    let err = store.resolve("UPPER").unwrap_err().to_string();
+    assert!(err.contains("invalid reference format"), "{err}");
+}
+
+#[test]
+fn gc_keeps_leased_blobs_and_drops_dead_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let orphan = store.blobs().put(b"nobody references me").unwrap();
+    let leased = store.blobs().put(b"a writer is about to").unwrap();
+    let lease = store.lease().unwrap();
+    lease.add([&leased]).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.blobs_removed, 1);
+    assert!(!store.blobs().exists(&orphan));
+    assert!(store.blobs().exists(&leased));
+    drop(lease);
+    store.gc().unwrap();
+    assert!(!store.blobs().exists(&leased));
+}
+
+#[test]
+fn fsck_finds_a_corrupted_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, _) = two_images(&store);
+    assert!(store.fsck().unwrap().problems.is_empty());
+    let image = store.resolve("base:1").unwrap();
+    let path = store.blobs().path(&image.layers[0].digest);
+    std::fs::write(&path, b"flipped").unwrap();
+    let problems = store.fsck().unwrap().problems;
+    assert!(problems.iter().any(|p| p.contains("failed verification")), "{problems:?}");
+    std::fs::remove_file(store.blobs().path(&base)).unwrap();
+    let problems = store.fsck().unwrap().problems;
+    assert!(problems.iter().any(|p| p.contains("which is missing")), "{problems:?}");
+}
