@@ -28,7 +28,8 @@ type Source<R> = Counting<Chain<Cursor<Vec<u8>>, R>>;
 
 enum Decoder<R: Read> {
     Plain(Source<R>),
-    Gzip(MultiGzDecoder<Source<R>>),
+    // Boxed: the inflate state is several hundred bytes.
+    Gzip(Box<MultiGzDecoder<Source<R>>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<Source<R>>>),
 }
 
@@ -77,7 +78,7 @@ impl<R: Read> LayerReader<R> {
         let source = Counting { inner: Cursor::new(head).chain(src), count: 0 };
         let decoder = match compression {
             Compression::None => Decoder::Plain(source),
-            Compression::Gzip => Decoder::Gzip(MultiGzDecoder::new(source)),
+            Compression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(source))),
             Compression::Zstd => Decoder::Zstd(
                 zstd::stream::read::Decoder::new(source)
                     .map_err(|e| LayerError::Read { compression, source: e })?,

@@ -31,12 +31,14 @@ fn mknod(p: &Path, kind: libc::mode_t, major: u32, minor: u32) {
     assert_eq!(rc, 0, "mknod {}: {}", p.display(), std::io::Error::last_os_error());
 }
 
+type Step = Box<dyn Fn(&Path)>;
+
 /// A tree with one of everything a layer can hold. `reverse` creates the same tree in the
 /// opposite order, so readdir order differs.
 fn make_tree(root: &Path, reverse: bool) {
     let long_dir = "d".repeat(120);
     let long_path = format!("{}/{}", "p".repeat(150), "q".repeat(150));
-    let mut steps: Vec<Box<dyn Fn(&Path)>> = vec![
+    let mut steps: Vec<Step> = vec![
         Box::new(|r| fs::create_dir_all(r.join("etc/ssl")).unwrap()),
         Box::new(|r| fs::write(r.join("etc/hostname"), b"box\n").unwrap()),
         Box::new(|r| fs::write(r.join("etc/ssl/empty"), b"").unwrap()),

@@ -1,0 +1,115 @@
+//! Shared helpers for the CLI tests: the binary, fixtures, peers, and loud skips.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A fixture made by scripts/fixtures.sh, or None (with a loud message) when absent.
+pub fn fixture(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("STRATA_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/strata-fixtures")
+    });
+    let path = dir.join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("SKIPPED: fixture {} not found: run scripts/fixtures.sh", path.display());
+        None
+    }
+}
+
+/// Whether a peer tool is installed; prints a loud skip when not.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        eprintln!("SKIPPED: {tool} is not installed (scripts/install-deps.sh installs it)");
+    }
+    found
+}
+
+/// A private store for one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(STRATA);
+        c.env("STRATA_ROOT", self.root());
+        c
+    }
+    /// Runs strata and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+    /// Runs strata and asserts failure, returning stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(!out.status.success(), "strata {args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+/// Runs a peer command and asserts success, returning stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A private podman (its own storage and config) for one test.
+pub fn podman(dir: &Path) -> impl Fn(&[&str]) -> Command {
+    let script = repo_root().join("scripts/peers.sh");
+    let exports = run_ok(Command::new("bash").arg(script).arg("podman-env").arg(dir));
+    let vars: Vec<(String, String)> = exports
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |args: &[&str]| {
+        let mut c = Command::new("podman");
+        c.envs(vars.iter().map(|(k, v)| (k, v))).args(args);
+        c
+    }
+}
+
+pub fn untar(archive: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(into));
+}
