@@ -11,13 +11,18 @@ use strata_store::Store;
 fn refused(archive: &[u8], limits: Limits) -> String {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = load(&store, "evil.tar", archive, limits, &mut |_| {}).expect_err("archive must be refused");
+    let err = load(&store, "evil.tar", archive, limits, &mut |_| {})
+        .expect_err("archive must be refused");
     assert!(store.images().unwrap().is_empty(), "no image may be recorded");
     assert!(store.blobs().list().unwrap().0.is_empty(), "no blob may be written");
     let report = store.fsck().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     store.gc().unwrap();
-    assert_eq!(std::fs::read_dir(store.blobs().ingest_dir()).unwrap().count(), 0, "ingest must be clean");
+    assert_eq!(
+        std::fs::read_dir(store.blobs().ingest_dir()).unwrap().count(),
+        0,
+        "ingest must be clean"
+    );
     err.to_string()
 }
 
@@ -39,7 +44,8 @@ fn outer_absolute_path() {
 
 #[test]
 fn outer_symlink_escape() {
-    let msg = refused(&tar(&[Entry::Symlink("manifest.json", "../../../etc/passwd")]), Limits::default());
+    let msg =
+        refused(&tar(&[Entry::Symlink("manifest.json", "../../../etc/passwd")]), Limits::default());
     assert!(msg.contains("points outside the archive"), "{msg}");
 }
 
@@ -72,7 +78,11 @@ fn layer_hardlink_escape() {
 #[test]
 fn absolute_symlink_is_an_ordinary_image() {
     // `/bin/sh -> /bin/busybox` style links are normal and must load.
-    let l = tar(&[Entry::Dir("bin/"), Entry::File("bin/busybox", b"elf"), Entry::Symlink("bin/sh", "/bin/busybox")]);
+    let l = tar(&[
+        Entry::Dir("bin/"),
+        Entry::File("bin/busybox", b"elf"),
+        Entry::Symlink("bin/sh", "/bin/busybox"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     load(&store, "ok.tar", &with_layer(l)[..], Limits::default(), &mut |_| {}).unwrap();
@@ -130,6 +140,9 @@ fn wrong_diff_id_in_docker_archive() {
 
 #[test]
 fn not_an_archive() {
-    let msg = refused(b"this is not a tar file at all, just some text that goes on for a while", Limits::default());
+    let msg = refused(
+        b"this is not a tar file at all, just some text that goes on for a while",
+        Limits::default(),
+    );
     assert!(msg.contains("evil.tar"), "{msg}");
 }

@@ -32,14 +32,23 @@ fn load_save_round_trip_keeps_digests() {
     assert_eq!(image.layers.len(), 2);
     for format in [SaveFormat::Docker, SaveFormat::Oci] {
         let mut out = Vec::new();
-        save(&store, &[SaveItem { image: image.clone(), names: vec![r("app:1")] }], format, &mut out).unwrap();
+        save(
+            &store,
+            &[SaveItem { image: image.clone(), names: vec![r("app:1")] }],
+            format,
+            &mut out,
+        )
+        .unwrap();
         let other_dir = tempfile::tempdir().unwrap();
         let other = Store::open(other_dir.path()).unwrap();
         let loaded = load(&other, "saved", &out[..], Limits::default(), &mut |_| {}).unwrap();
         assert_eq!(loaded[0].id, app);
         assert_eq!(loaded[0].tags, vec![r("app:1")]);
         let again = other.resolve("app:1").unwrap();
-        assert_eq!(again.manifest_digest, image.manifest_digest, "manifest digest survives {format:?}");
+        assert_eq!(
+            again.manifest_digest, image.manifest_digest,
+            "manifest digest survives {format:?}"
+        );
         assert!(other.fsck().unwrap().problems.is_empty());
     }
 }
@@ -68,7 +77,10 @@ fn rmi_untags_then_deletes_and_sweeps_unshared_blobs() {
     assert_eq!(store.remove("app:1", false).unwrap(), vec![RemovalEvent::Untagged("app:1".into())]);
     assert_eq!(store.blobs().list().unwrap().0.len(), blobs_before, "untag deletes nothing");
     let events = store.remove("app:2", false).unwrap();
-    assert_eq!(events, vec![RemovalEvent::Untagged("app:2".into()), RemovalEvent::Deleted(app.clone())]);
+    assert_eq!(
+        events,
+        vec![RemovalEvent::Untagged("app:2".into()), RemovalEvent::Deleted(app.clone())]
+    );
     // The base layer is shared with base:1 and must stay; app's own layer, config and
     // manifest go.
     assert_eq!(store.blobs().list().unwrap().0.len(), blobs_before - 3);
@@ -98,7 +110,8 @@ fn retag_leaves_old_image_dangling_and_prune_removes_it() {
     let archive = docker_archive("base:1", &[&newer], &config_for(&[&newer]));
     let loaded = load(&store, "v2", &archive[..], Limits::default(), &mut |_| {}).unwrap();
     assert_eq!(loaded[0].retagged[0].previous_image, base);
-    let dangling: Vec<_> = store.images().unwrap().into_iter().filter(|i| i.tags.is_empty()).collect();
+    let dangling: Vec<_> =
+        store.images().unwrap().into_iter().filter(|i| i.tags.is_empty()).collect();
     assert_eq!(dangling.len(), 1);
     let (events, freed) = store.prune(false).unwrap();
     assert_eq!(events, vec![RemovalEvent::Deleted(base)]);

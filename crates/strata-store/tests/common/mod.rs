@@ -91,7 +91,10 @@ pub fn docker_archive(tag: &str, layers: &[&[u8]], config: &[u8]) -> Vec<u8> {
 }
 
 /// An OCI layout tar with gzip layers; `tamper` may change a blob after naming it.
-pub fn oci_archive(layers: &[&[u8]], tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> Vec<u8> {
+/// Changes a blob's bytes after it was named by its digest.
+pub type Tamper<'a> = &'a dyn Fn(&mut Vec<u8>);
+
+pub fn oci_archive(layers: &[&[u8]], tamper: Option<Tamper>) -> Vec<u8> {
     let config = config_for(layers);
     let mut blobs: Vec<Vec<u8>> = vec![config.clone()];
     let mut descs = Vec::new();
