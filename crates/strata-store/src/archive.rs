@@ -597,7 +597,7 @@ fn check_layers(
                     path: file_path.clone(),
                     source: e,
                 })?;
-                let info = layer_info::scan(file, limits).map_err(|e| {
+                let info = layer_info::scan(file, limits, Some(&layer.digest)).map_err(|e| {
                     archive_err(archive, format!("layer {shown}: {e}; refusing the whole archive"))
                 })?;
                 if info.diff_id != layer.diff_id {

@@ -37,9 +37,11 @@ pub fn import(
     ingest.flush().ctx("writing", &temp)?;
     let staged = ingest.stage(None)?;
     let file = std::fs::File::open(staged.path()).ctx("reading", staged.path())?;
-    let info = layer_info::scan(file, options.limits).map_err(|e| StoreError::Archive {
-        archive: source.to_string(),
-        message: format!("{e}; nothing was imported"),
+    let info = layer_info::scan(file, options.limits, Some(&staged.digest)).map_err(|e| {
+        StoreError::Archive {
+            archive: source.to_string(),
+            message: format!("{e}; nothing was imported"),
+        }
     })?;
     let layer = LayerRecord {
         digest: staged.digest.clone(),

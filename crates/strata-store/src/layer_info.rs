@@ -5,14 +5,14 @@ use std::io::{self, Read};
 use std::path::{Component, Path};
 
 use strata_layer::{Compression, LayerReader, LimitExceeded};
-use strata_oci::DigestReader;
+use strata_oci::{Digest, Hasher};
 
 pub use strata_layer::Limits;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
     pub compression: Compression,
-    pub diff_id: strata_oci::Digest,
+    pub diff_id: Digest,
     /// Bytes of the uncompressed tar.
     pub tar_size: u64,
     /// Sum of the regular files' sizes.
@@ -63,11 +63,45 @@ pub fn check_entry_path(name: &Path) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Reads a whole layer blob, returning what it holds. Nothing is written.
-pub fn scan(blob: impl Read, limits: Limits) -> Result<LayerInfo, LayerScanError> {
+/// The diffID: either being computed from the bytes read, or known in advance.
+enum DiffId {
+    Hashing(Hasher),
+    Known(Digest),
+}
+
+/// Counts what it reads, and hashes it unless the diffID is already known.
+struct DiffIdReader<R> {
+    inner: R,
+    diff_id: DiffId,
+    len: u64,
+}
+
+impl<R: Read> Read for DiffIdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let DiffId::Hashing(h) = &mut self.diff_id {
+            h.update(&buf[..n]);
+        }
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a whole layer blob, returning what it holds. Nothing is written. `blob_digest`,
+/// when the caller already hashed the blob, spares hashing an uncompressed layer twice
+/// (its diffID is its digest).
+pub fn scan(
+    blob: impl Read,
+    limits: Limits,
+    blob_digest: Option<&Digest>,
+) -> Result<LayerInfo, LayerScanError> {
     let layer = LayerReader::new(blob, limits)?;
     let compression = layer.compression();
-    let mut hashed = DigestReader::new(layer);
+    let diff_id = match blob_digest {
+        Some(d) if compression == Compression::None => DiffId::Known(d.clone()),
+        _ => DiffId::Hashing(Hasher::new()),
+    };
+    let mut hashed = DiffIdReader { inner: layer, diff_id, len: 0 };
     let mut content_size = 0;
     let mut entries = 0;
     {
@@ -107,7 +141,11 @@ pub fn scan(blob: impl Read, limits: Limits) -> Result<LayerInfo, LayerScanError
     }
     // The tar may end before the stream does (padding): hash every byte for the diffID.
     io::copy(&mut hashed, &mut io::sink()).map_err(classify)?;
-    let (_, diff_id, tar_size) = hashed.finish();
+    let tar_size = hashed.len;
+    let diff_id = match hashed.diff_id {
+        DiffId::Hashing(h) => h.finish(),
+        DiffId::Known(d) => d,
+    };
     Ok(LayerInfo { compression, diff_id, tar_size, content_size, entries })
 }
 
