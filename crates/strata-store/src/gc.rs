@@ -19,6 +19,7 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub dead_leases: u64,
     pub abandoned_ingests: u64,
+    pub snapshots_removed: u64,
 }
 
 /// Drops leases whose process is gone and returns the blobs the live ones protect.
@@ -89,6 +90,8 @@ impl Store {
             report.dead_leases = dead;
             let used = referenced_by_images(tx).map_err(sql)?;
             let (present, _strays) = self.blobs().list()?;
+            let chains = crate::snapshots::used_chain_ids(tx).map_err(sql)?;
+            report.snapshots_removed = self.sweep_snapshots(&chains, &leased)?;
             for d in present {
                 let key = d.to_string();
                 if used.contains(&key) || leased.contains(&key) {

@@ -19,6 +19,7 @@ pub mod import;
 pub mod layer_info;
 pub mod lease;
 pub mod root;
+pub mod snapshots;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

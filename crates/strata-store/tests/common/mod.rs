@@ -23,6 +23,8 @@ fn header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
     h.set_size(size);
     h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
     h.set_mtime(1_700_000_000);
+    h.set_uid(0);
+    h.set_gid(0);
     h
 }
 
