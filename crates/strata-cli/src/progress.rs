@@ -39,3 +39,20 @@ impl Progress {
         }
     }
 }
+
+/// Counts bytes written through it into a [`Progress`].
+pub struct ProgressWriter<'a, W> {
+    pub inner: W,
+    pub progress: &'a Progress,
+}
+
+impl<W: std::io::Write> std::io::Write for ProgressWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

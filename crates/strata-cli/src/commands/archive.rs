@@ -14,7 +14,7 @@ use strata_store::import::{self, ImportOptions};
 use strata_store::layer_info::Limits;
 
 use super::Context;
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressWriter};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -118,7 +118,11 @@ pub fn save(ctx: &Context, args: SaveArgs) -> Result<ExitCode> {
                 .tempfile_in(dir)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("cannot create a file in {}", dir.display()))?;
-            archive::save(&store, &items, format, temp.as_file_mut()).into_diagnostic()?;
+            let progress = Progress::bytes("Saving", false);
+            let out = ProgressWriter { inner: temp.as_file_mut(), progress: &progress };
+            let saved = archive::save(&store, &items, format, out);
+            progress.finish();
+            saved.into_diagnostic()?;
             temp.as_file().sync_all().into_diagnostic()?;
             temp.persist(path)
                 .into_diagnostic()
