@@ -109,13 +109,7 @@ fn podman_loads_and_runs_strata_save() {
         "echo hello from $(busybox | head -1 | cut -d' ' -f1)",
     ]));
     assert_eq!(out.trim(), "hello from BusyBox");
-    let _ = run_ok(&mut podman(&["rmi", "-a", "-f"]));
-    run_ok(
-        Command::new("bash")
-            .arg(repo_root().join("scripts/peers.sh"))
-            .arg("podman-reset")
-            .arg(env.path("podman")),
-    );
+    podman_reset(&env.path("podman"));
 }
 
 #[test]
@@ -187,13 +181,7 @@ fn podman_save_loads_with_the_same_id() {
         let ids = env.ok(&["images", "-q", "--no-trunc"]);
         assert!(ids.lines().any(|l| l == podman_id), "{format}: {podman_id} not in {ids}");
     }
-    let _ = run_ok(&mut podman(&["rmi", "-a", "-f"]));
-    run_ok(
-        Command::new("bash")
-            .arg(repo_root().join("scripts/peers.sh"))
-            .arg("podman-reset")
-            .arg(env.path("podman")),
-    );
+    podman_reset(&env.path("podman"));
 }
 
 #[test]

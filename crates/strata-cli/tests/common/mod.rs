@@ -109,6 +109,13 @@ pub fn podman(dir: &Path) -> impl Fn(&[&str]) -> Command {
     }
 }
 
+/// Unmounts and deletes the private podman storage made by [`podman`].
+pub fn podman_reset(dir: &Path) {
+    run_ok(
+        Command::new("bash").arg(repo_root().join("scripts/peers.sh")).arg("podman-reset").arg(dir),
+    );
+}
+
 pub fn untar(archive: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(into));
