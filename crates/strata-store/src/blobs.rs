@@ -22,7 +22,7 @@ pub struct Blobs {
 static INGEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Blobs {
-    pub(crate) fn open(root: &Path) -> Result<Blobs> {
+    pub fn open(root: &Path) -> Result<Blobs> {
         let dir = root.join("blobs").join("sha256");
         let ingest_dir = root.join("ingest");
         fs::create_dir_all(&dir).ctx("creating", &dir)?;
