@@ -118,7 +118,10 @@ impl Formatter {
     pub fn render_item(&self, item: &serde_json::Value) -> Result<String, FormatError> {
         match &self.template {
             None => {
-                Ok(serde_json::to_string(item).map_err(|e| FormatError::Execute(e.to_string()))?)
+                // Through the template value, so keys come out sorted as Go's maps do,
+                // whatever order the caller built the object in.
+                Ok(serde_json::to_string(&value_to_json(&json_to_value(item)))
+                    .map_err(|e| FormatError::Execute(e.to_string()))?)
             }
             Some(t) => {
                 let ctx = Context::from(json_to_value(item));

@@ -123,6 +123,11 @@ pub fn save(ctx: &Context, args: SaveArgs) -> Result<ExitCode> {
             let saved = archive::save(&store, &items, format, out);
             progress.finish();
             saved.into_diagnostic()?;
+            // Temporary files are private (0600); the archive gets what `docker save -o` gives.
+            use std::os::unix::fs::PermissionsExt;
+            temp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .into_diagnostic()?;
             temp.as_file().sync_all().into_diagnostic()?;
             temp.persist(path)
                 .into_diagnostic()
