@@ -566,7 +566,8 @@ pub fn load(
 }
 
 /// Reads every layer the candidates need once and checks it against the diffID its config
-/// promises; layers the store already knows are taken from its records.
+/// promises; layers the store already knows are taken from its records. Layers are
+/// scanned in parallel: decompressing and hashing is CPU-bound.
 fn check_layers(
     store: &Store,
     archive: &str,
@@ -577,52 +578,95 @@ fn check_layers(
 ) -> Result<HashMap<Digest, LayerRecord>> {
     let known = store.known_layers()?;
     let mut checked: HashMap<Digest, LayerRecord> = HashMap::new();
+    // (layer, file to read, blob size, name for messages)
+    let mut to_scan: Vec<(&CandidateLayer, PathBuf, u64, String)> = Vec::new();
     for layer in candidates.iter().flat_map(|c| &c.layers) {
-        if checked.contains_key(&layer.digest) {
+        if checked.contains_key(&layer.digest)
+            || to_scan.iter().any(|(l, ..)| l.digest == layer.digest)
+        {
             continue;
         }
-        let mut record = match (known.get(&layer.digest), &layer.path) {
-            (Some(r), _) if r.diff_id == layer.diff_id => r.clone(),
-            (_, path) => {
-                let (file_path, size) = match path {
-                    Some(p) => {
-                        let staged = entries.staged(archive, p)?;
-                        (staged.path().to_path_buf(), staged.size)
-                    }
-                    None => (store.blobs().path(&layer.digest), store.blobs().size(&layer.digest)?),
-                };
-                let shown = path.clone().unwrap_or_else(|| layer.digest.to_string());
-                let file = std::fs::File::open(&file_path).map_err(|e| StoreError::Io {
-                    action: "reading",
-                    path: file_path.clone(),
-                    source: e,
-                })?;
-                let info = layer_info::scan(file, limits, Some(&layer.digest)).map_err(|e| {
-                    archive_err(archive, format!("layer {shown}: {e}; refusing the whole archive"))
-                })?;
-                if info.diff_id != layer.diff_id {
-                    return Err(archive_err(
-                        archive,
-                        format!(
-                            "layer {shown} has diffID {} but the image config expects {}; the archive is corrupt",
-                            info.diff_id, layer.diff_id
-                        ),
-                    ));
+        match (known.get(&layer.digest), &layer.path) {
+            (Some(r), _) if r.diff_id == layer.diff_id => {
+                let mut record = r.clone();
+                if let Some(mt) = &layer.media_type {
+                    record.media_type = mt.clone();
                 }
-                progress(LoadEvent::LayerChecked { digest: layer.digest.clone() });
-                LayerRecord {
-                    digest: layer.digest.clone(),
-                    diff_id: info.diff_id,
-                    media_type: info.compression.oci_media_type().to_string(),
-                    size,
-                    content_size: info.content_size,
-                }
+                checked.insert(layer.digest.clone(), record);
             }
-        };
-        if let Some(mt) = &layer.media_type {
-            record.media_type = mt.clone();
+            (_, Some(p)) => {
+                let staged = entries.staged(archive, p)?;
+                to_scan.push((layer, staged.path().to_path_buf(), staged.size, p.clone()));
+            }
+            (_, None) => {
+                let size = store.blobs().size(&layer.digest)?;
+                to_scan.push((
+                    layer,
+                    store.blobs().path(&layer.digest),
+                    size,
+                    layer.digest.to_string(),
+                ));
+            }
         }
-        checked.insert(layer.digest.clone(), record);
+    }
+
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<layer_info::LayerInfo>>>> =
+        to_scan.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(to_scan.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((layer, path, _, shown)) = to_scan.get(i) else { break };
+                let result = std::fs::File::open(path)
+                    .map_err(|e| StoreError::Io {
+                        action: "reading",
+                        path: path.clone(),
+                        source: e,
+                    })
+                    .and_then(|file| {
+                        layer_info::scan(file, limits, Some(&layer.digest)).map_err(|e| {
+                            archive_err(
+                                archive,
+                                format!("layer {shown}: {e}; refusing the whole archive"),
+                            )
+                        })
+                    });
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            });
+        }
+    });
+
+    for ((layer, _, size, shown), result) in to_scan.iter().zip(results) {
+        let info = result
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or_else(|| archive_err(archive, format!("layer {shown} was not checked")))??;
+        if info.diff_id != layer.diff_id {
+            return Err(archive_err(
+                archive,
+                format!(
+                    "layer {shown} has diffID {} but the image config expects {}; the archive is corrupt",
+                    info.diff_id, layer.diff_id
+                ),
+            ));
+        }
+        progress(LoadEvent::LayerChecked { digest: layer.digest.clone() });
+        let media_type = layer
+            .media_type
+            .clone()
+            .unwrap_or_else(|| info.compression.oci_media_type().to_string());
+        checked.insert(
+            layer.digest.clone(),
+            LayerRecord {
+                digest: layer.digest.clone(),
+                diff_id: info.diff_id,
+                media_type,
+                size: *size,
+                content_size: info.content_size,
+            },
+        );
     }
     Ok(checked)
 }
