@@ -276,7 +276,7 @@ impl Store {
         let deleted = db.write_with(|tx| {
             let sql = |e| db.err(e);
             let (untag, delete): (Vec<Reference>, bool) = match &by_reference {
-                Some(r) if !force || image.tags.len() + image.repo_digests.len() > 1 => {
+                Some(r) => {
                     // Removing one name of several only untags (even with -f, as Docker).
                     let r = r.clone().with_default_tag();
                     let remaining = image.tags.len() + image.repo_digests.len() - 1;
