@@ -1,6 +1,7 @@
 //! One module per command; each takes its clap arguments and an open store.
 
 mod archive;
+mod build;
 mod df;
 mod fsck;
 mod history;
@@ -54,6 +55,8 @@ pub enum Command {
     System(SystemCommand),
     /// Re-hash every blob and check every reference in the store
     Fsck(fsck::FsckArgs),
+    /// Build an image from a Dockerfile (for now: --call=outline|targets|check)
+    Build(build::BuildArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +106,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => archive::import(ctx, a),
         Command::System(SystemCommand::Df(a)) => df::run(ctx, a),
         Command::Fsck(a) => fsck::run(ctx, a),
+        Command::Build(a) => build::run(a),
     }
 }
 

@@ -1,0 +1,9 @@
+//! Expand arbitrary words with the shell-word expander in all its modes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    strata_dockerfile::fuzz_entry_expand(&text);
+});
