@@ -57,6 +57,8 @@ pub enum Command {
     Fsck(fsck::FsckArgs),
     /// Build an image from a Dockerfile (for now: --call=outline|targets|check)
     Build(build::BuildArgs),
+    /// Show each layer's changes and the wasted space of an image (like dive)
+    Analyze(strata_analyze::AnalyzeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +109,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::System(SystemCommand::Df(a)) => df::run(ctx, a),
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Build(a) => build::run(a),
+        Command::Analyze(a) => strata_analyze::run(ctx.root.clone(), a).into_diagnostic(),
     }
 }
 
