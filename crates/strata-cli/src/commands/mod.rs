@@ -7,6 +7,7 @@ mod fsck;
 mod history;
 mod images;
 mod inspect;
+mod registry_server;
 mod remove;
 
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Show each layer's changes and the wasted space of an image (like dive)
     Analyze(strata_analyze::AnalyzeArgs),
+    /// Run an OCI registry
+    #[command(subcommand)]
+    Registry(registry_server::RegistryCommand),
+    /// Lint Dockerfiles (hadolint's rules and more)
+    Lint(strata_lint::LintArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,6 +116,8 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Build(a) => build::run(a),
         Command::Analyze(a) => strata_analyze::run(ctx.root.clone(), a).into_diagnostic(),
+        Command::Registry(c) => registry_server::run(c),
+        Command::Lint(a) => strata_lint::run(a).map_err(miette::Report::new),
     }
 }
 
