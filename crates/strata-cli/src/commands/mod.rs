@@ -7,6 +7,7 @@ mod fsck;
 mod history;
 mod images;
 mod inspect;
+mod registry_client;
 mod registry_server;
 mod remove;
 
@@ -65,6 +66,16 @@ pub enum Command {
     Registry(registry_server::RegistryCommand),
     /// Lint Dockerfiles (hadolint's rules and more)
     Lint(strata_lint::LintArgs),
+    /// Download an image from a registry
+    Pull(registry_client::PullArgs),
+    /// Upload an image to a registry
+    Push(registry_client::PushArgs),
+    /// Log in to a registry
+    Login(registry_client::LoginArgs),
+    /// Log out from a registry
+    Logout(registry_client::LogoutArgs),
+    /// Copy an image between registries and the local store (skopeo's transport names)
+    Copy(registry_client::CopyArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +129,11 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Analyze(a) => strata_analyze::run(ctx.root.clone(), a).into_diagnostic(),
         Command::Registry(c) => registry_server::run(c),
         Command::Lint(a) => strata_lint::run(a).map_err(miette::Report::new),
+        Command::Pull(a) => registry_client::pull(ctx, a),
+        Command::Push(a) => registry_client::push(ctx, a),
+        Command::Login(a) => registry_client::login(ctx, a),
+        Command::Logout(a) => registry_client::logout(ctx, a),
+        Command::Copy(a) => registry_client::copy(ctx, a),
     }
 }
 
