@@ -25,7 +25,7 @@ fn outline_targets_and_check_of_the_example() {
     );
     let targets = env.ok(&["build", "--call=targets", dir]);
     assert!(targets.lines().any(|l| l.trim() == "build"), "{targets}");
-    let check = env.ok(&["build", "--check", dir]);
+    let check = env.ok(&["build", "--call=check", dir]);
     assert!(check.contains("Check complete, no warnings found."), "{check}");
 }
 
@@ -64,8 +64,19 @@ fn errors_point_at_the_line_and_suggest_a_fix() {
 }
 
 #[test]
-fn building_without_the_engine_says_so() {
+fn build_check_lints_first_and_does_not_build_when_the_lint_fails() {
     let env = Env::new();
-    let err = env.fails(&["build", repo_root().join("examples/hello").to_str().unwrap()]);
-    assert!(err.contains("not implemented yet") && err.contains("--call=outline"), "{err}");
+    let ctx = env.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // DL3006 (untagged FROM) is a warning; DL3020 (ADD for a local file) is an error.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nADD a.txt /a.txt\n").unwrap();
+    std::fs::write(ctx.join("a.txt"), "a").unwrap();
+    let out = env.cmd().args(["build", "--check", ctx.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a failing lint stops the build: {err}");
+    assert!(err.contains("DL3020"), "the lint's findings are shown: {err}");
+    assert!(err.contains("lint failed"), "{err}");
+    assert!(!err.contains("Successfully built"), "{err}");
+    // The store was never touched: nothing was built.
+    assert_eq!(env.ok(&["images", "-q"]).trim(), "");
 }

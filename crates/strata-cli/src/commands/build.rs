@@ -1,8 +1,8 @@
-//! `strata build`: for now the frontend calls (`--call=outline|targets|check`), which read a
-//! Dockerfile without building; the build engine comes with its own issue.
+//! `strata build`: builds an image with `strata-build` (the default), or runs a frontend call
+//! (`--call=outline|targets|check`) that reads the Dockerfile without building.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,9 +38,31 @@ pub struct BuildArgs {
     /// Set what the build does: build, outline, targets or check
     #[arg(long, value_enum, default_value = "build")]
     pub call: Call,
-    /// Shorthand for --call=check
+    /// Lint the Dockerfile (strata lint's rules, .hadolint.yaml) and run the build checks
+    /// first; build only when nothing reaches the failure threshold
     #[arg(long)]
     pub check: bool,
+    /// Name and optionally a tag (NAME[:TAG]); may be repeated
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Networking mode for the RUN instructions: host (default) or none
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Do not use cache when building the image (there is no build cache yet: always true)
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Type of progress output: auto, plain (both print plain lines for now)
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 fn build_args(raw: &[String]) -> BTreeMap<String, String> {
@@ -81,9 +103,12 @@ fn stdin_text() -> Result<String> {
     Ok(s)
 }
 
-pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    let call = if args.check { Call::Check } else { args.call };
+pub fn run(ctx: &super::Context, args: BuildArgs) -> Result<ExitCode> {
+    let call = args.call;
     let df = read(&args)?;
+    if args.check && matches!(call, Call::Build) && !lint_passes(&args, &df)? {
+        return Ok(ExitCode::FAILURE);
+    }
     let build_args = build_args(&args.build_args);
     let target = args.target.as_deref();
     match call {
@@ -100,9 +125,141 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             print!("{}", report.text);
             Ok(ExitCode::from(report.exit_code().clamp(0, 255) as u8))
         }
-        Call::Build => Err(miette!(
-            "building images is not implemented yet (the build-engine issue); \
-             --call=outline, --call=targets and --call=check read the Dockerfile without building"
-        )),
+        Call::Build => build_image(ctx, &args, &df, build_args),
     }
+}
+
+/// `build --check`: strata lint's findings (with the project's .hadolint.yaml) and
+/// BuildKit's build checks, printed to stderr; false when the lint fails its threshold.
+fn lint_passes(args: &BuildArgs, df: &Dockerfile) -> Result<bool> {
+    let mut cfg = strata_lint::load_config(None).map_err(miette::Report::new)?;
+    if args.context != "-" {
+        cfg.context_dir = Some(PathBuf::from(&args.context));
+    }
+    let findings = strata_lint::lint_source(&df.source.name, &df.source.text, &cfg);
+    let report = strata_lint::output::FileReport {
+        name: &df.source.name,
+        source: &df.source.text,
+        findings: &findings,
+    };
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    eprint!("{}", strata_lint::output::render(strata_lint::output::Format::Tty, &[report], color));
+    let build_args = build_args(&args.build_args);
+    let checks =
+        call_check(df, &build_args, args.target.as_deref()).map_err(miette::Report::new)?;
+    if !checks.warnings.is_empty() {
+        eprint!("{}", checks.text);
+    }
+    if strata_lint::fails(&findings, &cfg) {
+        eprintln!(
+            "lint failed: {} finding(s) at or above the failure threshold; fix them, or set \
+             failure-threshold / ignored in .hadolint.yaml",
+            findings.len()
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn build_image(
+    ctx: &super::Context,
+    args: &BuildArgs,
+    df: &Dockerfile,
+    build_args: BTreeMap<String, String>,
+) -> Result<ExitCode> {
+    let network = match args.network.as_str() {
+        "host" | "default" => strata_build::Network::Host,
+        "none" => strata_build::Network::None,
+        other => return Err(miette!("unknown --network {other:?}: use host or none")),
+    };
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        let r = strata_oci::Reference::parse(t)
+            .map_err(|e| miette!("invalid tag {t:?}: {e}"))?
+            .with_default_tag();
+        tags.push(r);
+    }
+    let mut labels = Vec::new();
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let empty_context;
+    let context = if args.context == "-" {
+        empty_context = tempfile::tempdir().into_diagnostic()?;
+        empty_context.path().to_path_buf()
+    } else {
+        let c = PathBuf::from(&args.context);
+        if !c.is_dir() {
+            return Err(miette!("the build context {} is not a directory", c.display()));
+        }
+        c
+    };
+    let dockerfile_path = match &args.file {
+        Some(f) if f.as_os_str() != "-" => Some(f.clone()),
+        Some(_) => None,
+        None => Some(context.join("Dockerfile")),
+    };
+    let mut opts = strata_build::BuildOptions::new(&context);
+    opts.dockerfile_path = dockerfile_path;
+    opts.target = args.target.clone();
+    opts.build_args = build_args;
+    opts.network = network;
+    opts.labels = labels;
+    opts.tags = tags;
+    let store = ctx.store()?;
+    let quiet = args.quiet;
+    let started = std::time::Instant::now();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut err = std::io::stderr().lock();
+    let mut on_event = |e: strata_build::Event| {
+        if quiet {
+            return;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        match e {
+            strata_build::Event::Step { id, text } => {
+                let _ = writeln!(err, "#{id} {text}");
+            }
+            strata_build::Event::Output { id, data } => {
+                pending.extend_from_slice(data);
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    let _ = write!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&line));
+                }
+            }
+            strata_build::Event::Done { id, layer } => {
+                if !pending.is_empty() {
+                    let _ = writeln!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&pending));
+                    pending.clear();
+                }
+                match layer {
+                    Some(d) => {
+                        let _ = writeln!(err, "#{id} DONE {secs:.1}s (layer {})", &d.hex()[..12]);
+                    }
+                    None => {
+                        let _ = writeln!(err, "#{id} DONE {secs:.1}s");
+                    }
+                }
+            }
+        }
+    };
+    let result = strata_build::build(&store, df, &opts, &mut on_event).map_err(|e| match e {
+        strata_build::BuildError::Dockerfile(d) => miette::Report::new(d),
+        other => miette!("{other}"),
+    })?;
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, result.id.to_string())
+            .into_diagnostic()
+            .wrap_err_with(|| format!("writing --iidfile {}", f.display()))?;
+    }
+    if quiet {
+        println!("{}", result.id);
+    } else {
+        println!("Successfully built {}", &result.id.hex()[..12]);
+        for t in &result.tags {
+            println!("Successfully tagged {}", t.familiar());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => archive::import(ctx, a),
         Command::System(SystemCommand::Df(a)) => df::run(ctx, a),
         Command::Fsck(a) => fsck::run(ctx, a),
-        Command::Build(a) => build::run(a),
+        Command::Build(a) => build::run(ctx, a),
         Command::Analyze(a) => strata_analyze::run(ctx.root.clone(), a).into_diagnostic(),
         Command::Registry(c) => registry_server::run(c),
         Command::Lint(a) => strata_lint::run(a).map_err(miette::Report::new),

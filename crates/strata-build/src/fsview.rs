@@ -1,0 +1,215 @@
+//! Reading a stack of overlay-form layer directories (bottom first) as one filesystem,
+//! without mounting it: whiteouts (char 0:0) hide lower entries, opaque directories hide
+//! everything below them. Used by `COPY --from` and to ask whether a path exists.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+pub(crate) fn is_whiteout(md: &fs::Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+pub(crate) fn is_opaque(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    for name in [&b"trusted.overlay.opaque\0"[..], &b"user.overlay.opaque\0"[..]] {
+        let mut buf = [0u8; 4];
+        // SAFETY: both strings are NUL-terminated and the buffer length is passed.
+        let n = unsafe {
+            libc::lgetxattr(c.as_ptr(), name.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        if n == 1 && buf[0] == b'y' {
+            return true;
+        }
+    }
+    false
+}
+
+/// `rel` made relative and lexically clean (`..` cannot climb above the root).
+pub(crate) fn clean_rel(p: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The topmost real path of `rel` in the stack, and the index of its layer.
+pub(crate) fn lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, usize)> {
+    if rel.as_os_str().is_empty() {
+        return lowers.len().checked_sub(1).map(|i| (lowers[i].clone(), i));
+    }
+    let comps: Vec<Component> = rel.components().collect();
+    for (i, layer) in lowers.iter().enumerate().rev() {
+        let p = layer.join(rel);
+        if let Ok(md) = fs::symlink_metadata(&p) {
+            if is_whiteout(&md) {
+                return None;
+            }
+            return Some((p, i));
+        }
+        // Does something in this layer hide the path in the layers below?
+        let mut acc = layer.clone();
+        for c in &comps[..comps.len() - 1] {
+            acc.push(c);
+            match fs::symlink_metadata(&acc) {
+                Err(_) => break,
+                Ok(md) if md.is_dir() => {
+                    if is_opaque(&acc) {
+                        return None;
+                    }
+                }
+                Ok(_) => return None,
+            }
+        }
+    }
+    None
+}
+
+/// Whether `rel` is a directory in the stack (following no symlinks).
+pub(crate) fn is_dir(lowers: &[PathBuf], rel: &Path) -> bool {
+    lookup(lowers, rel).is_some_and(|(p, _)| p.is_dir() && !p.is_symlink())
+}
+
+/// The merged listing of directory `rel`: name -> (topmost path, layers that may hold
+/// children of that entry, as a count from the bottom).
+fn list_merged(lowers: &[PathBuf], rel: &Path) -> io::Result<BTreeMap<Vec<u8>, (PathBuf, usize)>> {
+    let mut out: BTreeMap<Vec<u8>, Option<(PathBuf, usize)>> = BTreeMap::new();
+    for (i, layer) in lowers.iter().enumerate().rev() {
+        let dir = layer.join(rel);
+        let Ok(md) = fs::symlink_metadata(&dir) else { continue };
+        if !md.is_dir() {
+            break;
+        }
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().as_bytes().to_vec();
+            if out.contains_key(&name) {
+                continue;
+            }
+            let md = entry.metadata()?;
+            out.insert(name, if is_whiteout(&md) { None } else { Some((entry.path(), i + 1)) });
+        }
+        if is_opaque(&dir) {
+            break;
+        }
+    }
+    Ok(out.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
+}
+
+/// Ownership and mode changes applied to everything copied.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CopyAttrs {
+    pub uid: u32,
+    pub gid: u32,
+    pub chmod: Option<u32>,
+}
+
+fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Copies one file or symlink `src` (a host path) to `dst`.
+pub(crate) fn copy_leaf(src: &Path, md: &fs::Metadata, dst: &Path, a: CopyAttrs) -> io::Result<()> {
+    if dst.symlink_metadata().is_ok() && !dst.is_dir() {
+        fs::remove_file(dst)?;
+    }
+    if md.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
+        return lchown(dst, a.uid, a.gid);
+    }
+    if !md.is_file() {
+        // Devices, sockets, fifos and whiteouts are not copied.
+        return Ok(());
+    }
+    fs::copy(src, dst)?;
+    lchown(dst, a.uid, a.gid)?;
+    set_mode(dst, a.chmod.unwrap_or(md.mode() & 0o7777))?;
+    if let Ok(t) = md.modified() {
+        let f = fs::File::options().write(true).open(dst)?;
+        f.set_modified(t)?;
+    }
+    Ok(())
+}
+
+/// Creates directory `dst` (if missing) with the attributes of `md`.
+pub(crate) fn make_dir(md: &fs::Metadata, dst: &Path, a: CopyAttrs) -> io::Result<()> {
+    if let Ok(existing) = dst.symlink_metadata() {
+        if !existing.is_dir() {
+            fs::remove_file(dst)?;
+        }
+    }
+    if !dst.is_dir() {
+        fs::create_dir(dst)?;
+    }
+    lchown(dst, a.uid, a.gid)?;
+    set_mode(dst, a.chmod.unwrap_or(md.mode() & 0o7777))
+}
+
+/// Copies `rel` of a layer stack (a file, symlink or whole directory) to `dst`.
+pub(crate) fn copy_from_stack(
+    lowers: &[PathBuf],
+    rel: &Path,
+    dst: &Path,
+    a: CopyAttrs,
+) -> io::Result<()> {
+    let Some((top, i)) = lookup(lowers, rel) else {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "not found"));
+    };
+    copy_entry_from_stack(&lowers[..=i], rel, &top, dst, a, true)
+}
+
+fn copy_entry_from_stack(
+    lowers: &[PathBuf],
+    rel: &Path,
+    top: &Path,
+    dst: &Path,
+    a: CopyAttrs,
+    contents_only: bool,
+) -> io::Result<()> {
+    let md = fs::symlink_metadata(top)?;
+    if !md.is_dir() {
+        return copy_leaf(top, &md, dst, a);
+    }
+    if !contents_only || !dst.is_dir() {
+        make_dir(&md, dst, a)?;
+    }
+    for (name, (path, depth)) in list_merged(lowers, rel)? {
+        let name = std::ffi::OsStr::from_bytes(&name);
+        copy_entry_from_stack(&lowers[..depth], &rel.join(name), &path, &dst.join(name), a, false)?;
+    }
+    Ok(())
+}
+
+/// Sum of regular file sizes under `dir` (what Docker reports as a layer's size).
+pub(crate) fn content_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
