@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, offline, on a fresh machine: install the tools, build strata, make the
-# busybox base image from Debian's package, then use strata on it and on the example
-# Dockerfile. The store is ./.strata-demo unless STRATA_ROOT says otherwise.
+# busybox base image from Debian's package, build examples/offline (a multi-stage
+# Dockerfile that needs no network) into an image, then inspect, analyse and save it.
+# The store is ./.strata-demo unless STRATA_ROOT says otherwise.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh
@@ -11,11 +12,16 @@ strata=$PWD/target/release/strata
 export STRATA_ROOT=${STRATA_ROOT:-$PWD/.strata-demo}
 set -x
 "$strata" load -i "$fixtures/busybox.docker.tar"
-"$strata" build --call=outline -f examples/hello/Dockerfile examples/hello
-"$strata" build --call=check -f examples/hello/Dockerfile examples/hello || true
+"$strata" build -t demo/site:1 examples/offline
+"$strata" history demo/site:1
+"$strata" inspect --format '{{json .Config.Cmd}} user={{.Config.User}}' demo/site:1
+"$strata" analyze --no-tui demo/site:1
+"$strata" lint examples/offline/Dockerfile || true
+# examples/hello compiles C in a Debian stage (apt-get reaches Debian's mirror): its outline.
+"$strata" build --call=outline examples/hello
 "$strata" import --change 'CMD ["/bin/sh"]' "$fixtures/busybox/rootfs.tar" demo/imported:1
 "$strata" images
 "$strata" history busybox
-"$strata" save -o "$STRATA_ROOT/busybox.tar" busybox:latest demo/imported:1
+"$strata" save -o "$STRATA_ROOT/demo.tar" demo/site:1 demo/imported:1
 "$strata" system df
 "$strata" fsck
