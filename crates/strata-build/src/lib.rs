@@ -1,33 +1,42 @@
-//! The build engine: runs the stages of a parsed Dockerfile in dependency order and commits
-//! the target stage as an image in the store.
+//! The build engine: runs the stages of a parsed Dockerfile and commits the target stage as
+//! an image in the store.
 //!
 //! Every filesystem step leaves a directory in overlay form (a RUN's upper dir, a COPY's
-//! fresh tree) that is both written as a layer blob (`strata_layer::write_layer`) and kept
-//! as the next step's top lower dir, so nothing is unpacked again within a build. Base
-//! images come from the store as snapshots. Nothing here prints: progress goes to the
-//! caller through [`Event`]s.
+//! fresh tree) that is written as a layer blob (`strata_layer::write_layer`) and then moved
+//! into the store's snapshots under its chain ID, where it serves as the next step's lower
+//! dir and as a later build's, so nothing is unpacked again. Each step has a content-based
+//! cache key (see [`Builder::key_inputs`]); a hit reuses the recorded layer without running
+//! the step or unpacking anything until a later step needs the files. Independent stages
+//! run on their own threads. Nothing here prints: progress goes to the caller through
+//! [`Event`]s.
 
+mod context;
 mod fsview;
+mod mounts;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use serde_json::json;
+use sha2::{Digest as _, Sha256};
 use strata_dockerfile::{
     analyze, find_ignore_file, read_dockerignore, stages_needed, BaseRef,
-    BuildOptions as ScopeOptions, CopySpec, Diag, Dockerfile, Env, IgnoreMatcher, Instruction,
-    InstructionKind, ShellLex, ShellOrExec, Span, WalkDecision,
+    BuildOptions as ScopeOptions, CopySpec, Diag, Dockerfile, Env, Heredoc, IgnoreMatcher,
+    Instruction, InstructionKind, MountType, ShellLex, ShellOrExec, Span, WalkDecision,
 };
 use strata_layer::{write_layer, Compression, UnpackMode, UnpackOptions, WriteOptions};
 use strata_oci::config::{Healthcheck, History, ImageConfig, ImageConfigBuilder};
 use strata_oci::media_types::{OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, OCI_MANIFEST};
 use strata_oci::{Digest, Platform, Reference};
 use strata_sandbox::{Config, Process, Rootfs, RunOptions, Sandbox};
-use strata_store::{ImageRecord, LayerRecord, Lease, NewImage, Store, StoreError};
+use strata_store::{CacheEntry, ImageRecord, LayerRecord, Lease, NewImage, Store, StoreError};
 
+use context::ContextHasher;
 use fsview::CopyAttrs;
 
 pub use strata_sandbox::Network;
@@ -63,6 +72,15 @@ fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
     move |source| BuildError::Io { context, source }
 }
 
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `src=FILE`
+    File(PathBuf),
+    /// `env=VAR`: the variable's value in the building process's environment.
+    Env(String),
+}
+
 /// What to build and how.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -78,6 +96,10 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     pub tags: Vec<Reference>,
     pub compression: Compression,
+    /// `--secret id=...`: what `RUN --mount=type=secret,id=...` sees.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--no-cache`: run every step (the results are still recorded in the cache).
+    pub no_cache: bool,
 }
 
 impl BuildOptions {
@@ -91,19 +113,23 @@ impl BuildOptions {
             labels: Vec::new(),
             tags: Vec::new(),
             compression: Compression::Gzip,
+            secrets: BTreeMap::new(),
+            no_cache: false,
         }
     }
 }
 
-/// Progress of a build, for the caller to display.
+/// Progress of a build, for the caller to display. Stages run in parallel, so events of
+/// different steps interleave; `id` says which step each belongs to.
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A step starts: `#id [stage n/m] INSTRUCTION`.
     Step { id: usize, text: &'a str },
     /// Output of a RUN step (raw bytes, as they came).
     Output { id: usize, data: &'a [u8] },
-    /// A step finished; `layer` when it produced one.
-    Done { id: usize, layer: Option<&'a Digest> },
+    /// A step finished; `layer` when it produced one, `cached` when it came from the build
+    /// cache without running.
+    Done { id: usize, layer: Option<&'a Digest>, cached: bool },
 }
 
 /// The committed image.
@@ -119,11 +145,30 @@ pub struct BuildResult {
 struct StageState {
     config: ImageConfigBuilder,
     layers: Vec<LayerRecord>,
-    lowers: Vec<PathBuf>,
+    /// The layers' snapshot dirs, filled in lazily: a cached layer has none until a step
+    /// needs the files.
+    lowers: Vec<Option<PathBuf>>,
+    /// Chain ID of the top layer.
+    chain: Option<Digest>,
     shell: Vec<String>,
     workdir: String,
     user: String,
     cmd_set: bool,
+    /// Cache key of the last step.
+    key: String,
+    /// The latest `created` time of this build's steps.
+    created: Option<String>,
+}
+
+impl StageState {
+    fn push_layer(&mut self, layer: LayerRecord, dir: Option<PathBuf>) {
+        self.chain = Some(match &self.chain {
+            None => layer.diff_id.clone(),
+            Some(prev) => Digest::sha256_of(format!("{prev} {}", layer.diff_id).as_bytes()),
+        });
+        self.layers.push(layer);
+        self.lowers.push(dir);
+    }
 }
 
 struct VarEnv(BTreeMap<String, String>);
@@ -134,12 +179,27 @@ impl Env for VarEnv {
     }
 }
 
+/// sha256 over the parts, each length-prefixed so no two lists collide.
+fn cache_key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking step thread leaves plain data behind; the build reports its error anyway.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Builds the target of `df` and commits it with `opts.tags`.
 pub fn build(
     store: &Store,
     df: &Dockerfile,
     opts: &BuildOptions,
-    progress: &mut dyn FnMut(Event),
+    progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<BuildResult> {
     let lease = store.lease()?;
     let tmp_root = store.root().join("build-tmp");
@@ -148,19 +208,26 @@ pub fn build(
         .prefix(&format!("{}-", std::process::id()))
         .tempdir_in(&tmp_root)
         .map_err(io_ctx("creating the build's work directory"))?;
-    let mut b = Builder {
+    let b = Builder {
         store,
         lease: &lease,
         df,
         opts,
         tmp: tmp.path().to_path_buf(),
-        counter: 0,
-        step: 0,
-        ignore: None,
+        counter: AtomicUsize::new(0),
+        ignore: Mutex::new(None),
         lex: ShellLex::new(df.escape),
         epoch: source_date_epoch(),
+        hasher: ContextHasher::new(&opts.context),
+        progress: Mutex::new(progress),
+        done: Mutex::new(BTreeMap::new()),
+        done_cv: Condvar::new(),
+        failed: AtomicBool::new(false),
+        scheduled: Mutex::new(Vec::new()),
+        images: Mutex::new(BTreeMap::new()),
     };
-    let result = b.run(progress);
+    let result = b.run();
+    drop(b);
     drop(tmp);
     result
 }
@@ -169,17 +236,31 @@ fn source_date_epoch() -> Option<u64> {
     std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok())
 }
 
+fn rfc3339(dt: chrono::DateTime<chrono::Utc>) -> String {
+    dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 struct Builder<'a> {
     store: &'a Store,
     lease: &'a Lease<'a>,
     df: &'a Dockerfile,
     opts: &'a BuildOptions,
     tmp: PathBuf,
-    counter: usize,
-    step: usize,
-    ignore: Option<IgnoreMatcher>,
+    counter: AtomicUsize,
+    /// The .dockerignore matcher, and whether it has any pattern.
+    ignore: Mutex<Option<(IgnoreMatcher, bool)>>,
     lex: ShellLex,
     epoch: Option<u64>,
+    hasher: ContextHasher,
+    progress: Mutex<&'a mut (dyn FnMut(Event) + Send)>,
+    /// Finished stages, by index; `done_cv` wakes the stages waiting for them.
+    done: Mutex<BTreeMap<usize, StageState>>,
+    done_cv: Condvar,
+    failed: AtomicBool,
+    /// The stages this build runs.
+    scheduled: Mutex<Vec<usize>>,
+    /// Images named by `COPY --from` / `--mount from=`: their ID and layer stack.
+    images: Mutex<BTreeMap<String, (Digest, StageState)>>,
 }
 
 /// A base image read from the store.
@@ -193,19 +274,26 @@ impl<'a> Builder<'a> {
         BuildError::Dockerfile(Diag::error("build::step", msg).at(span).in_file(&self.df.source))
     }
 
-    fn fresh_dir(&mut self, what: &str) -> Result<PathBuf> {
-        self.counter += 1;
-        let p = self.tmp.join(format!("{what}{}", self.counter));
+    fn emit(&self, e: Event) {
+        (lock(&self.progress))(e);
+    }
+
+    fn fresh_dir(&self, what: &str) -> Result<PathBuf> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let p = self.tmp.join(format!("{what}{n}"));
         fs::create_dir(&p).map_err(io_ctx(format!("creating {}", p.display())))?;
         Ok(p)
     }
 
-    fn created(&self) -> String {
-        let dt = match self.epoch {
-            Some(s) => chrono::DateTime::from_timestamp(s as i64, 0).unwrap_or_default(),
-            None => chrono::Utc::now(),
-        };
-        dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    /// A step's `created` time: `SOURCE_DATE_EPOCH`, else the cached step's, else now.
+    fn created(&self, hit: Option<&CacheEntry>) -> String {
+        match (self.epoch, hit) {
+            (Some(s), _) => {
+                rfc3339(chrono::DateTime::from_timestamp(s as i64, 0).unwrap_or_default())
+            }
+            (None, Some(h)) => h.created.clone(),
+            (None, None) => rfc3339(chrono::Utc::now()),
+        }
     }
 
     fn load_image(&self, name: &str, span: Span) -> Result<BaseImage> {
@@ -229,7 +317,39 @@ impl<'a> Builder<'a> {
         Ok(BaseImage { record, config })
     }
 
-    fn run(&mut self, progress: &mut dyn FnMut(Event)) -> Result<BuildResult> {
+    /// An image named by `--from`: its ID and its layers (snapshots made on first use).
+    fn image_stage(&self, name: &str, span: Span) -> Result<(Digest, StageState)> {
+        if let Some(v) = lock(&self.images).get(name) {
+            return Ok(v.clone());
+        }
+        let img = self.load_image(name, span)?;
+        let st = self.state_from_image(&img);
+        let v = (img.record.id.clone(), st);
+        lock(&self.images).insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// A stage named by `--from` (name or index), once it has finished: a step that reads
+    /// another stage waits for it there, not at the start of its own stage. `None` when
+    /// `f` names no stage (so an image).
+    fn stage_by_ref(&self, f: &str) -> Option<Option<StageState>> {
+        let i = self.df.find_stage(f)?;
+        if !lock(&self.scheduled).contains(&i) {
+            return Some(None);
+        }
+        let mut done = lock(&self.done);
+        loop {
+            if let Some(s) = done.get(&i) {
+                return Some(Some(s.clone()));
+            }
+            if self.failed.load(Ordering::SeqCst) {
+                return Some(None);
+            }
+            done = self.done_cv.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn run(&self) -> Result<BuildResult> {
         let df = self.df;
         let order = stages_needed(df, self.opts.target.as_deref())?;
         let mut sopts = ScopeOptions::with_build_args(&self.opts.build_args);
@@ -257,83 +377,188 @@ impl<'a> Builder<'a> {
         {
             return Err(BuildError::Dockerfile(e.clone()));
         }
-        let total: usize = order.iter().map(|&i| df.stages[i].instructions.len() + 1).sum();
-        let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
-        let mut images: BTreeMap<String, StageState> = BTreeMap::new();
         let last = *order.last().ok_or_else(|| BuildError::Other("nothing to build".into()))?;
+        // Step ids are fixed up front (stage by stage, in dependency order), so parallel
+        // stages number their steps as a sequential build would.
+        let mut first_id = BTreeMap::new();
+        let mut next = 1;
         for &si in &order {
-            let stage = &df.stages[si];
-            let sscope = &scope.stages[si];
-            let label = stage.name.clone().unwrap_or_else(|| format!("stage-{si}"));
-            let n = stage.instructions.len() + 1;
-            self.step += 1;
-            let text = format!("[{label} 1/{n}] FROM {}", sscope.base_expanded);
-            progress(Event::Step { id: self.step, text: &text });
-            let mut st = match &sscope.base {
-                BaseRef::Scratch => StageState {
-                    config: ImageConfigBuilder::new(&Platform::host()),
-                    layers: Vec::new(),
-                    lowers: Vec::new(),
-                    shell: vec!["/bin/sh".into(), "-c".into()],
-                    workdir: String::new(),
-                    user: String::new(),
-                    cmd_set: false,
-                },
-                BaseRef::Stage(p) => {
-                    let mut s = done.get(p).cloned().ok_or_else(|| {
-                        BuildError::Other(format!("stage {p} was not built before stage {si}"))
-                    })?;
-                    s.cmd_set = false;
-                    s
-                }
-                BaseRef::Image(_) => {
-                    let img = bases.remove(&si).ok_or_else(|| {
-                        BuildError::Other(format!("base image of stage {si} was not loaded"))
-                    })?;
-                    self.state_from_image(&img)?
-                }
-            };
-            progress(Event::Done { id: self.step, layer: None });
-            for (ii, ins) in stage.instructions.iter().enumerate() {
-                self.step += 1;
-                let id = self.step;
-                let text = format!("[{label} {}/{n}] {}", ii + 2, instruction_text(df, ins));
-                progress(Event::Step { id, text: &text });
-                let vars: BTreeMap<String, String> = sscope.env_at(ii).into_iter().collect();
-                let layer = self.instruction(
-                    &mut st,
-                    ins,
-                    &VarEnv(vars),
-                    id,
-                    progress,
-                    &done,
-                    &mut images,
-                )?;
-                progress(Event::Done { id, layer: layer.as_ref() });
-            }
-            done.insert(si, st);
+            first_id.insert(si, next);
+            next += df.stages[si].instructions.len() + 1;
         }
-        let _ = total;
-        let mut st =
-            done.remove(&last).ok_or_else(|| BuildError::Other("no final stage".into()))?;
+        *lock(&self.scheduled) = order.clone();
+        let bases = Mutex::new(bases);
+        let errors: Mutex<Vec<BuildError>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for &si in &order {
+                // Only a `FROM <stage>` waits up front; `--from` waits at its step.
+                let deps: Vec<usize> = match scope.stages[si].base {
+                    BaseRef::Stage(p) => vec![p],
+                    _ => Vec::new(),
+                };
+                let (scope, bases, errors, first) = (&scope, &bases, &errors, first_id[&si]);
+                s.spawn(move || {
+                    if !self.wait_for(&deps) {
+                        return;
+                    }
+                    let base = lock(bases).remove(&si);
+                    let r = self.run_stage(si, scope, base, first);
+                    let mut done = lock(&self.done);
+                    match r {
+                        Ok(st) => {
+                            done.insert(si, st);
+                        }
+                        Err(e) => {
+                            lock(errors).push(e);
+                            self.failed.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    drop(done);
+                    self.done_cv.notify_all();
+                });
+            }
+        });
+        if let Some(e) = errors.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().next() {
+            return Err(e);
+        }
+        let mut st = lock(&self.done)
+            .remove(&last)
+            .ok_or_else(|| BuildError::Other("no final stage".into()))?;
         for (k, v) in &self.opts.labels {
             st.config.set_label(k, v);
         }
         self.commit(st)
     }
 
-    fn state_from_image(&mut self, img: &BaseImage) -> Result<StageState> {
-        let lowers = self.store.snapshots(&img.record, self.lease)?;
+    /// Waits until the stages `deps` are done; false when another stage failed.
+    fn wait_for(&self, deps: &[usize]) -> bool {
+        let mut done = lock(&self.done);
+        loop {
+            if self.failed.load(Ordering::SeqCst) {
+                return false;
+            }
+            if deps.iter().all(|d| done.contains_key(d)) {
+                return true;
+            }
+            done = self.done_cv.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn run_stage(
+        &self,
+        si: usize,
+        scope: &strata_dockerfile::Scope,
+        base: Option<BaseImage>,
+        first_id: usize,
+    ) -> Result<StageState> {
+        let df = self.df;
+        let sscope = &scope.stages[si];
+        let stage = &df.stages[si];
+        let label = stage.name.clone().unwrap_or_else(|| format!("stage-{si}"));
+        let n = stage.instructions.len() + 1;
+        let text = format!("[{label} 1/{n}] FROM {}", sscope.base_expanded);
+        self.emit(Event::Step { id: first_id, text: &text });
+        let (mut st, from) = match &sscope.base {
+            BaseRef::Scratch => (
+                StageState {
+                    config: ImageConfigBuilder::new(&Platform::host()),
+                    layers: Vec::new(),
+                    lowers: Vec::new(),
+                    chain: None,
+                    shell: vec!["/bin/sh".into(), "-c".into()],
+                    workdir: String::new(),
+                    user: String::new(),
+                    cmd_set: false,
+                    key: String::new(),
+                    created: None,
+                },
+                "scratch".to_string(),
+            ),
+            BaseRef::Stage(p) => {
+                let mut s = lock(&self.done).get(p).cloned().ok_or_else(|| {
+                    BuildError::Other(format!("stage {p} was not built before stage {si}"))
+                })?;
+                s.cmd_set = false;
+                let k = format!("stage {}", s.key);
+                (s, k)
+            }
+            BaseRef::Image(_) => {
+                let img = base.ok_or_else(|| {
+                    BuildError::Other(format!("base image of stage {si} was not loaded"))
+                })?;
+                (self.state_from_image(&img), format!("image {}", img.record.id))
+            }
+        };
+        let epoch = self.epoch.map(|e| e.to_string()).unwrap_or_default();
+        st.key = cache_key(&["FROM", &from, &epoch]);
+        self.emit(Event::Done { id: first_id, layer: None, cached: false });
+        for (ii, ins) in stage.instructions.iter().enumerate() {
+            if self.failed.load(Ordering::SeqCst) {
+                // Another stage failed: its error is the build's; stop here.
+                return Err(BuildError::Other("stopped: another stage failed".into()));
+            }
+            let id = first_id + ii + 1;
+            let itext = instruction_text(df, ins);
+            let text = format!("[{label} {}/{n}] {itext}", ii + 2);
+            self.emit(Event::Step { id, text: &text });
+            let env = VarEnv(sscope.env_at(ii).into_iter().collect());
+            let extra = self.key_inputs(ins, &env)?;
+            let env_json = serde_json::to_string(&env.0).unwrap_or_default();
+            let key = cache_key(&[&st.key, &itext, &env_json, &extra]);
+            let hit =
+                if self.opts.no_cache { None } else { self.store.cache_get(&key, self.lease)? };
+            let created = self.created(hit.as_ref());
+            let before = st.layers.len();
+            let layer = self.instruction(&mut st, ins, &env, id, hit.as_ref(), &created)?;
+            st.key = key.clone();
+            if st.created.as_ref().is_none_or(|c| *c < created) {
+                st.created = Some(created.clone());
+            }
+            if hit.is_none() {
+                let produced = st.layers.len() > before;
+                let entry = CacheEntry {
+                    layer: if produced { st.layers.last().cloned() } else { None },
+                    chain_id: if produced { st.chain.clone() } else { None },
+                    created,
+                };
+                self.store.cache_put(&key, &entry)?;
+            }
+            self.emit(Event::Done { id, layer: layer.as_ref(), cached: hit.is_some() });
+        }
+        Ok(st)
+    }
+
+    fn state_from_image(&self, img: &BaseImage) -> StageState {
         let c = img.config.config();
-        Ok(StageState {
+        let mut st = StageState {
             config: ImageConfigBuilder::from_parent(&img.config),
-            layers: img.record.layers.clone(),
-            lowers,
+            layers: Vec::new(),
+            lowers: Vec::new(),
+            chain: None,
             shell: c.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]),
             workdir: c.working_dir.clone().unwrap_or_default(),
             user: c.user.clone().unwrap_or_default(),
             cmd_set: false,
-        })
+            key: String::new(),
+            created: None,
+        };
+        for l in &img.record.layers {
+            st.push_layer(l.clone(), None);
+        }
+        st
+    }
+
+    /// The stage's layer dirs, bottom first, making the snapshots that are missing.
+    fn lowers(&self, st: &mut StageState) -> Result<Vec<PathBuf>> {
+        if st.lowers.iter().any(Option::is_none) {
+            let dirs = self.store.layer_snapshots(&st.layers, self.lease)?;
+            for (slot, d) in st.lowers.iter_mut().zip(dirs) {
+                if slot.is_none() {
+                    *slot = Some(d);
+                }
+            }
+        }
+        Ok(st.lowers.iter().flatten().cloned().collect())
     }
 
     fn expand(&self, word: &str, env: &VarEnv, span: Span) -> Result<String> {
@@ -342,21 +567,118 @@ impl<'a> Builder<'a> {
             .map_err(|e| self.err(span, format!("cannot expand {word:?}: {e}")))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// What a step's cache key needs besides its parent's key, its text and its
+    /// environment: the content of the context files it reads, the keys of the stages
+    /// (or the IDs of the images) it reads from, its network, its heredocs.
+    fn key_inputs(&self, ins: &Instruction, env: &VarEnv) -> Result<String> {
+        let span = ins.span;
+        let mut out = String::new();
+        match &ins.kind {
+            InstructionKind::Copy(spec) | InstructionKind::Add(spec) => {
+                for h in &spec.heredocs {
+                    out.push_str(&format!("heredoc {} {}\n", h.name, h.content));
+                }
+                match &spec.from {
+                    Some(f) => out.push_str(&self.source_key(f, span)?),
+                    None => {
+                        for s in &spec.srcs {
+                            let src = self.expand(s, env, span)?;
+                            if src.contains("://") || src.starts_with("git@") {
+                                out.push_str(&format!("url {src}\n"));
+                                continue;
+                            }
+                            let rel = fsview::clean_rel(&src);
+                            let matches = self.context_matches(&src, &rel, span)?;
+                            out.push_str(&format!("src {src} {}\n", self.hash_context(&matches)?));
+                        }
+                    }
+                }
+            }
+            InstructionKind::Run { mounts, network, heredocs, .. } => {
+                out.push_str(&format!("network {:?} {:?}\n", network, self.opts.network));
+                for h in heredocs {
+                    out.push_str(&format!("heredoc {} {}\n", h.name, h.content));
+                }
+                for m in mounts.iter().filter(|m| m.kind == MountType::Bind) {
+                    match &m.from {
+                        Some(f) => {
+                            let f = self.expand(f, env, span)?;
+                            out.push_str(&self.source_key(&f, span)?);
+                        }
+                        None => {
+                            let src = self.expand(m.source.as_deref().unwrap_or("."), env, span)?;
+                            let rel = fsview::clean_rel(&src);
+                            let matches = self.context_matches(&src, &rel, span)?;
+                            out.push_str(&format!("bind {src} {}\n", self.hash_context(&matches)?));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn hash_context(&self, rels: &[PathBuf]) -> Result<String> {
+        let ignore = self.ignore()?;
+        self.hasher
+            .hash(rels, &ignore)
+            .map_err(io_ctx(format!("hashing the build context {}", self.opts.context.display())))
+    }
+
+    /// The cache input of a `--from`: the stage's key or the image's ID.
+    fn source_key(&self, f: &str, span: Span) -> Result<String> {
+        match self.stage_by_ref(f) {
+            Some(Some(s)) => Ok(format!("from stage {}\n", s.key)),
+            Some(None) => Err(self.err(span, format!("stage {f} was not built (or failed)"))),
+            None => Ok(format!("from image {}\n", self.image_stage(f, span)?.0)),
+        }
+    }
+
+    /// The layer stack a `--from` names, with its snapshots made.
+    fn source_stack(&self, f: &str, span: Span) -> Result<Vec<PathBuf>> {
+        let mut st = match self.stage_by_ref(f) {
+            Some(Some(s)) => s,
+            Some(None) => {
+                return Err(self.err(span, format!("stage {f} was not built (or failed)")))
+            }
+            None => self.image_stage(f, span)?.1,
+        };
+        self.lowers(&mut st)
+    }
+
+    /// Records a cached step's result in the stage without running it.
+    fn apply_cached(
+        &self,
+        st: &mut StageState,
+        hit: &CacheEntry,
+        history: History,
+    ) -> Result<Option<Digest>> {
+        match &hit.layer {
+            Some(l) => {
+                st.config.add_layer(&l.diff_id, history);
+                st.push_layer(l.clone(), None);
+                Ok(Some(l.digest.clone()))
+            }
+            None => {
+                st.config.add_empty_layer_history(history);
+                Ok(None)
+            }
+        }
+    }
+
     fn instruction(
-        &mut self,
+        &self,
         st: &mut StageState,
         ins: &Instruction,
         env: &VarEnv,
         id: usize,
-        progress: &mut dyn FnMut(Event),
-        done: &BTreeMap<usize, StageState>,
-        images: &mut BTreeMap<String, StageState>,
+        hit: Option<&CacheEntry>,
+        created: &str,
     ) -> Result<Option<Digest>> {
         let span = ins.span;
-        let created = self.created();
         let hist = |by: String| History {
-            created: Some(created.clone()),
+            created: Some(created.to_string()),
             created_by: Some(by),
             comment: Some("buildkit.dockerfile.v0".into()),
             ..History::default()
@@ -408,12 +730,16 @@ impl<'a> Builder<'a> {
                 st.workdir = abs.clone();
                 st.config.set_working_dir(&abs);
                 let rel = fsview::clean_rel(&abs);
-                if !rel.as_os_str().is_empty() && !fsview::is_dir(&st.lowers, &rel) {
+                if let Some(h) = hit {
+                    return self.apply_cached(st, h, hist(format!("WORKDIR {abs}")));
+                }
+                let lowers = self.lowers(st)?;
+                if !rel.as_os_str().is_empty() && !fsview::is_dir(&lowers, &rel) {
                     let dir = self.fresh_dir("workdir")?;
                     let target = dir.join(&rel);
                     fs::create_dir_all(&target)
                         .map_err(io_ctx(format!("creating {}", target.display())))?;
-                    let owner = self.resolve_owner(st, &st.user.clone(), span)?;
+                    let owner = self.resolve_owner(&lowers, &st.user, span)?;
                     std::os::unix::fs::lchown(&target, Some(owner.0), Some(owner.1))
                         .map_err(io_ctx("setting the owner of the WORKDIR"))?;
                     return self.add_layer(st, dir, hist(format!("WORKDIR {abs}"))).map(Some);
@@ -507,11 +833,8 @@ impl<'a> Builder<'a> {
                 st.config.add_empty_layer_history(hist(format!("MAINTAINER {m}")));
             }
             InstructionKind::Run { cmd, mounts, network, security, heredocs } => {
-                if !mounts.is_empty() || !heredocs.is_empty() || security.is_some() {
-                    return Err(self.err(
-                        span,
-                        "RUN --mount, --security and heredocs are not supported by this build engine yet",
-                    ));
+                if security.as_deref() == Some("insecure") {
+                    return Err(self.err(span, "RUN --security=insecure is not supported"));
                 }
                 let net = match network.as_deref() {
                     None | Some("default") => self.opts.network,
@@ -521,12 +844,21 @@ impl<'a> Builder<'a> {
                         return Err(self.err(span, format!("unknown RUN --network={other}")))
                     }
                 };
-                return self.run_step(st, ins, cmd, env, net, id, progress, hist);
+                let (args, script) = self.run_args(st, cmd, heredocs);
+                let by = format!("RUN {} # buildkit", args.join(" "));
+                if let Some(h) = hit {
+                    return self.apply_cached(st, h, hist(by));
+                }
+                let step = RunStep { ins, args, script, mounts, env, network: net, id };
+                return self.run_step(st, step, hist(by));
             }
             InstructionKind::Copy(spec) | InstructionKind::Add(spec) => {
                 let add = matches!(ins.kind, InstructionKind::Add(_));
-                let dir = self.copy_step(st, spec, add, env, span, done, images)?;
                 let by = format!("{} # buildkit", text);
+                if let Some(h) = hit {
+                    return self.apply_cached(st, h, hist(by));
+                }
+                let dir = self.copy_step(st, spec, add, env, span)?;
                 return self.add_layer(st, dir, hist(by)).map(Some);
             }
         }
@@ -544,12 +876,52 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A RUN's argv, and the heredoc script to mount when the RUN is one heredoc with a
+    /// shebang. As BuildKit: `RUN <<EOF` alone runs the body with the shell (or, with `#!`,
+    /// as a script); any other use of heredocs hands the whole text to the shell.
+    fn run_args(
+        &self,
+        st: &StageState,
+        cmd: &ShellOrExec,
+        heredocs: &[Heredoc],
+    ) -> (Vec<String>, Option<(String, String)>) {
+        let ShellOrExec::Shell(line) = cmd else {
+            return (self.shell_or_exec(st, cmd), None);
+        };
+        if heredocs.is_empty() {
+            return (self.shell_or_exec(st, cmd), None);
+        }
+        if let [h] = heredocs {
+            let word = line.trim().trim_start_matches("<<").trim_start_matches('-');
+            if word.trim_matches(['\'', '"']) == h.name {
+                let body = h.body();
+                if body.starts_with("#!") {
+                    let path = format!("/dev/pipes/{}", h.name);
+                    return (vec![path.clone()], Some((path, body)));
+                }
+                let mut v = st.shell.clone();
+                v.push(body);
+                return (v, None);
+            }
+        }
+        let mut text = line.clone();
+        text.push('\n');
+        for h in heredocs {
+            text.push_str(&h.content);
+            text.push_str(&h.name);
+            text.push('\n');
+        }
+        let mut v = st.shell.clone();
+        v.push(text);
+        (v, None)
+    }
+
     /// Resolves a `USER`/`--chown` spec to numeric ids against the stage's files.
-    fn resolve_owner(&self, st: &StageState, spec: &str, span: Span) -> Result<(u32, u32)> {
+    fn resolve_owner(&self, lowers: &[PathBuf], spec: &str, span: Span) -> Result<(u32, u32)> {
         if spec.is_empty() {
             return Ok((0, 0));
         }
-        if st.lowers.is_empty() {
+        if lowers.is_empty() {
             let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
             return match (u.parse(), g.parse()) {
                 (Ok(u), Ok(g)) => Ok((u, g)),
@@ -559,44 +931,51 @@ impl<'a> Builder<'a> {
                 )),
             };
         }
-        let r = strata_sandbox::resolve_user(&Rootfs::Lowers(st.lowers.clone()), spec)
+        let r = strata_sandbox::resolve_user(&Rootfs::Lowers(lowers.to_vec()), spec)
             .map_err(|e| self.err(span, format!("cannot resolve user {spec:?}: {e}")))?;
         Ok((r.uid, r.gid))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_step(
-        &mut self,
+        &self,
         st: &mut StageState,
-        ins: &Instruction,
-        cmd: &ShellOrExec,
-        env: &VarEnv,
-        network: Network,
-        id: usize,
-        progress: &mut dyn FnMut(Event),
-        hist: impl Fn(String) -> History,
+        step: RunStep,
+        history: History,
     ) -> Result<Option<Digest>> {
-        let args = self.shell_or_exec(st, cmd);
+        let RunStep { ins, args, script, mounts, env, network, id } = step;
         let upper = self.fresh_dir("run")?;
         let work = self.fresh_dir("work")?;
-        let mut lowers = st.lowers.clone();
+        let mut lowers = self.lowers(st)?;
         if lowers.is_empty() {
             lowers.push(self.fresh_dir("empty")?);
         }
-        let process = Process {
+        let mut process = Process {
             args: args.clone(),
             env: env.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: if st.workdir.is_empty() { "/".into() } else { st.workdir.clone() },
             user: st.user.clone(),
         };
+        // Secrets, cache locks and copies live until the run ends (dropped with `prepared`).
+        let prepared = self.run_mounts(mounts, env, ins.span, &mut process.env)?;
         let mut config = Config::new(
             Rootfs::Overlay { lowers, upper: upper.clone(), work: work.clone() },
             process,
         );
         config.network = network;
+        config.mounts.extend(prepared.mounts.iter().cloned());
+        if let Some((target, body)) = script {
+            let path = self.fresh_dir("script")?.join("script");
+            write_private(&path, body.as_bytes(), 0o755)
+                .map_err(io_ctx("writing the RUN heredoc script"))?;
+            config.mounts.push(strata_sandbox::Mount::Bind {
+                source: path,
+                target,
+                read_only: true,
+            });
+        }
         if network == Network::Host {
-            // Docker gives RUN the host's resolver configuration; the mount point is removed
-            // from the upper dir afterwards when the image had none.
+            // Docker gives RUN the host's resolver configuration; the sandbox takes the
+            // mount points back out of the upper dir afterwards.
             for f in ["/etc/resolv.conf", "/etc/hosts"] {
                 if Path::new(f).is_file() {
                     config.mounts.push(strata_sandbox::Mount::Bind {
@@ -610,13 +989,13 @@ impl<'a> Builder<'a> {
         config.hostname = "buildkitsandbox".into();
         let sandbox = Sandbox::new(config)
             .map_err(|e| self.err(ins.span, format!("cannot start RUN: {e}")))?;
-        let sink =
-            Sink { progress: RefCell::new(progress), id, tail: RefCell::new(Tail::default()) };
+        let sink = Sink { builder: self, id, tail: RefCell::new(Tail::default()) };
         let status = {
             let mut out = SinkWriter(&sink);
             let mut err = SinkWriter(&sink);
             sandbox.run(&mut out, &mut err, &RunOptions::default())
         };
+        drop(prepared);
         let tail = sink.tail.into_inner().lines();
         let status = status.map_err(|e| self.err(ins.span, format!("RUN failed: {e}")))?;
         let _ = fs::remove_dir_all(&work);
@@ -637,17 +1016,17 @@ impl<'a> Builder<'a> {
             }
             return Err(BuildError::Dockerfile(d));
         }
-        let by = format!("RUN {} # buildkit", args.join(" "));
         let empty = fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(false);
         if empty {
-            st.config.add_empty_layer_history(hist(by));
+            st.config.add_empty_layer_history(history);
             return Ok(None);
         }
-        self.add_layer(st, upper, hist(by)).map(Some)
+        self.add_layer(st, upper, history).map(Some)
     }
 
-    /// Writes `dir` as a layer blob, records it, and stacks `dir` as the new top lower.
-    fn add_layer(&mut self, st: &mut StageState, dir: PathBuf, history: History) -> Result<Digest> {
+    /// Writes `dir` as a layer blob, records it, and makes `dir` the layer's snapshot (the
+    /// next step's top lower dir, and a later build's).
+    fn add_layer(&self, st: &mut StageState, dir: PathBuf, history: History) -> Result<Digest> {
         let mut ingest = self.store.blobs().ingest()?;
         let wopts = WriteOptions {
             compression: self.opts.compression,
@@ -661,50 +1040,59 @@ impl<'a> Builder<'a> {
         let staged = ingest.stage(Some(&desc.digest))?;
         self.lease.add([&desc.digest])?;
         staged.publish()?;
-        st.layers.push(LayerRecord {
+        let record = LayerRecord {
             digest: desc.digest.clone(),
             diff_id: desc.diff_id.clone(),
             media_type: desc.media_type.clone(),
             size: desc.size,
             content_size: fsview::content_size(&dir),
-        });
+        };
         st.config.add_layer(&desc.diff_id, history);
-        st.lowers.push(dir);
+        st.push_layer(record, None);
+        let chain = st.chain.clone().ok_or_else(|| BuildError::Other("no chain ID".into()))?;
+        let snap = self.store.adopt_snapshot(&chain, &dir, self.lease)?;
+        if let Some(slot) = st.lowers.last_mut() {
+            *slot = Some(snap);
+        }
         Ok(desc.digest)
     }
 
-    fn ignore(&mut self) -> Result<&IgnoreMatcher> {
-        if self.ignore.is_none() {
-            let df_path = self
-                .opts
-                .dockerfile_path
-                .clone()
-                .unwrap_or_else(|| self.opts.context.join("Dockerfile"));
-            let patterns = match find_ignore_file(&df_path, &self.opts.context) {
-                Some(f) => {
-                    let text = fs::read_to_string(&f)
-                        .map_err(io_ctx(format!("reading {}", f.display())))?;
-                    read_dockerignore(&text)
-                }
-                None => Vec::new(),
-            };
-            let m = IgnoreMatcher::new(&patterns)
-                .map_err(|e| BuildError::Other(format!(".dockerignore: {e}")))?;
-            self.ignore = Some(m);
+    fn ignore(&self) -> Result<IgnoreMatcher> {
+        let mut slot = lock(&self.ignore);
+        if let Some((m, _)) = slot.as_ref() {
+            return Ok(m.clone());
         }
-        Ok(self.ignore.as_ref().expect("just set"))
+        let df_path = self
+            .opts
+            .dockerfile_path
+            .clone()
+            .unwrap_or_else(|| self.opts.context.join("Dockerfile"));
+        let patterns = match find_ignore_file(&df_path, &self.opts.context) {
+            Some(f) => {
+                let text =
+                    fs::read_to_string(&f).map_err(io_ctx(format!("reading {}", f.display())))?;
+                read_dockerignore(&text)
+            }
+            None => Vec::new(),
+        };
+        let m = IgnoreMatcher::new(&patterns)
+            .map_err(|e| BuildError::Other(format!(".dockerignore: {e}")))?;
+        *slot = Some((m.clone(), !patterns.is_empty()));
+        Ok(m)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    fn has_ignore_patterns(&self) -> Result<bool> {
+        self.ignore()?;
+        Ok(lock(&self.ignore).as_ref().is_some_and(|(_, any)| *any))
+    }
+
     fn copy_step(
-        &mut self,
-        st: &StageState,
+        &self,
+        st: &mut StageState,
         spec: &CopySpec,
         add: bool,
         env: &VarEnv,
         span: Span,
-        done: &BTreeMap<usize, StageState>,
-        images: &mut BTreeMap<String, StageState>,
     ) -> Result<PathBuf> {
         if !spec.heredocs.is_empty() || spec.parents || !spec.exclude.is_empty() {
             return Err(
@@ -726,7 +1114,8 @@ impl<'a> Builder<'a> {
             let (uid, gid) = match &spec.chown {
                 Some(c) => {
                     let c = self.expand(c, env, span)?;
-                    self.resolve_owner(st, &c, span)?
+                    let lowers = self.lowers(st)?;
+                    self.resolve_owner(&lowers, &c, span)?
                 }
                 None => (0, 0),
             };
@@ -743,37 +1132,11 @@ impl<'a> Builder<'a> {
             || dest_raw.ends_with("/.")
             || dest_raw == "."
             || srcs.len() > 1
-            || fsview::is_dir(&st.lowers, &dest_rel);
+            || fsview::is_dir(&self.lowers(st)?, &dest_rel);
         // Where the sources come from: another stage / an image, or the context.
         let from_stack: Option<Vec<PathBuf>> = match &spec.from {
             None => None,
-            Some(f) => {
-                let lower = f.to_lowercase();
-                let idx = self
-                    .df
-                    .stages
-                    .iter()
-                    .position(|s| s.name.as_deref() == Some(lower.as_str()))
-                    .or_else(|| f.parse::<usize>().ok());
-                match idx {
-                    Some(i) => Some(
-                        done.get(&i)
-                            .ok_or_else(|| {
-                                self.err(span, format!("stage {f} is not built before this COPY"))
-                            })?
-                            .lowers
-                            .clone(),
-                    ),
-                    None => {
-                        if !images.contains_key(f) {
-                            let img = self.load_image(f, span)?;
-                            let s = self.state_from_image(&img)?;
-                            images.insert(f.clone(), s);
-                        }
-                        Some(images[f].lowers.clone())
-                    }
-                }
-            }
+            Some(f) => Some(self.source_stack(f, span)?),
         };
         for src in &srcs {
             if add
@@ -862,10 +1225,10 @@ impl<'a> Builder<'a> {
     }
 
     /// Context paths (relative) a COPY source names: one path, or a glob's matches.
-    fn context_matches(&mut self, src: &str, rel: &Path, span: Span) -> Result<Vec<PathBuf>> {
+    fn context_matches(&self, src: &str, rel: &Path, span: Span) -> Result<Vec<PathBuf>> {
         let ctx = self.opts.context.clone();
         let is_glob = src.contains(['*', '?', '[']);
-        let ignore = self.ignore()?.clone();
+        let ignore = self.ignore()?;
         if !is_glob {
             let s = rel.to_string_lossy();
             let excluded = !s.is_empty() && ignore.matches(&s);
@@ -914,7 +1277,7 @@ impl<'a> Builder<'a> {
 
     /// Copies a context file or directory (honouring .dockerignore inside directories).
     fn copy_context(
-        &mut self,
+        &self,
         rel: &Path,
         host: &Path,
         md: &fs::Metadata,
@@ -925,7 +1288,7 @@ impl<'a> Builder<'a> {
             return fsview::copy_leaf(host, md, target, a)
                 .map_err(io_ctx(format!("copying {}", host.display())));
         }
-        let ignore = self.ignore()?.clone();
+        let ignore = self.ignore()?;
         if !target.is_dir() {
             fsview::make_dir(md, target, a)
                 .map_err(io_ctx(format!("creating {}", target.display())))?;
@@ -936,7 +1299,12 @@ impl<'a> Builder<'a> {
 
     fn commit(&self, st: StageState) -> Result<BuildResult> {
         let mut cfgb = st.config;
-        cfgb.set_created(&self.created());
+        // The latest step's time, so a fully cached rebuild gives the same image ID.
+        let created = match (self.epoch, st.created) {
+            (None, Some(c)) => c,
+            _ => self.created(None),
+        };
+        cfgb.set_created(&created);
         let config = cfgb.build().map_err(|e| BuildError::Other(format!("image config: {e}")))?;
         let config_bytes = config.raw().to_vec();
         let config_digest = Digest::sha256_of(&config_bytes);
@@ -1086,21 +1454,43 @@ impl Tail {
     }
 }
 
-struct Sink<'p> {
-    progress: RefCell<&'p mut dyn FnMut(Event)>,
+struct Sink<'b, 'a> {
+    builder: &'b Builder<'a>,
     id: usize,
     tail: RefCell<Tail>,
 }
 
-struct SinkWriter<'s, 'p>(&'s Sink<'p>);
+struct SinkWriter<'s, 'b, 'a>(&'s Sink<'b, 'a>);
 
-impl Write for SinkWriter<'_, '_> {
+impl Write for SinkWriter<'_, '_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.tail.borrow_mut().push(buf);
-        (self.0.progress.borrow_mut())(Event::Output { id: self.0.id, data: buf });
+        self.0.builder.emit(Event::Output { id: self.0.id, data: buf });
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A RUN to execute (the parts [`Builder::run_step`] needs).
+struct RunStep<'i> {
+    ins: &'i Instruction,
+    args: Vec<String>,
+    /// A heredoc script: (path in the container, body).
+    script: Option<(String, String)>,
+    mounts: &'i [strata_dockerfile::Mount],
+    env: &'i VarEnv,
+    network: Network,
+    id: usize,
+}
+
+/// Writes a file only its owner can read (secrets, scripts) with `mode` set before any
+/// byte lands in it.
+fn write_private(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(data)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(())
 }

@@ -229,3 +229,375 @@ fn hello_example_builds_and_runs() {
     );
     build_ok(&env, &ctx2, &["-t", "hello-check:1"]);
 }
+
+/// Runs `strata build` with extra environment variables; returns (success, stderr, stdout).
+fn build_env(
+    env: &Env,
+    ctx: &Path,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut args = vec!["build", "--progress", "plain"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let out = env.cmd().args(&args).envs(vars.iter().copied()).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn image_id(env: &Env, name: &str) -> String {
+    json(&env.ok(&["inspect", name]))[0]["Id"].as_str().unwrap().to_string()
+}
+
+/// Every file of every layer of a saved image, with its contents (gzip layers).
+fn layer_files(env: &Env, image: &str) -> Vec<(String, Vec<u8>)> {
+    let tar = env.path(&format!("{}.tar", image.replace([':', '/'], "_")));
+    env.ok(&["save", "-o", tar.to_str().unwrap(), image]);
+    let dir = env.path(&format!("{}.d", image.replace([':', '/'], "_")));
+    common::untar(&tar, &dir);
+    let manifest = json(&fs::read_to_string(dir.join("manifest.json")).unwrap());
+    let mut files = Vec::new();
+    for l in manifest[0]["Layers"].as_array().unwrap() {
+        let raw = fs::read(dir.join(l.as_str().unwrap())).unwrap();
+        let plain: Box<dyn std::io::Read> = if raw.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(std::io::Cursor::new(raw)))
+        } else {
+            Box::new(std::io::Cursor::new(raw))
+        };
+        let mut ar = tar::Archive::new(plain);
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            files.push((name, data));
+        }
+    }
+    files
+}
+
+/// Whether a RUN printed the line `text` (or, for `text` ending in `=`, a line starting
+/// with it): an output line, not the step's own header.
+fn printed(err: &str, text: &str) -> bool {
+    err.lines().any(|l| {
+        let mut parts = l.splitn(3, ' ');
+        let (id, secs) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        id.starts_with('#')
+            && secs.parse::<f64>().is_ok()
+            && parts
+                .next()
+                .is_some_and(|r| r == text || (text.ends_with('=') && r.starts_with(text)))
+    })
+}
+
+/// Lines of the plain progress output for step `#id`.
+fn step_lines(err: &str, id: usize) -> Vec<&str> {
+    let p = format!("#{id} ");
+    err.lines().filter(|l| l.starts_with(&p)).collect()
+}
+
+#[test]
+fn secret_mounts_are_seen_by_run_and_never_reach_the_image() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    let secret = env.path("token.txt");
+    fs::write(&secret, "s3cr3t-file-value").unwrap();
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=secret,id=tok,required test \"$(wc -c < /run/secrets/tok)\" = 17 \
+             && grep -q ^s3cr /run/secrets/tok && test \"$(stat -c %a /run/secrets/tok)\" = 400 \
+             && echo seen > /seen\n\
+         RUN --mount=type=secret,id=envtok,target=/etc/app/token,mode=0440 \
+             test \"$(wc -c < /etc/app/token)\" = 16 && test \"$(stat -c %a /etc/app/token)\" = 440\n\
+         RUN --mount=type=secret,id=envtok,env=TOKEN test ${#TOKEN} = 16\n\
+         RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent\n",
+    );
+    let src = format!("id=tok,src={}", secret.display());
+    let (ok, err, _) = build_env(
+        &env,
+        &ctx,
+        &["-t", "sec:1", "--secret", &src, "--secret", "id=envtok,env=MY_TOKEN"],
+        &[("MY_TOKEN", "env-s3cr3t-value")],
+    );
+    assert!(ok, "{err}");
+    let files = layer_files(&env, "sec:1");
+    assert!(files.iter().any(|(n, _)| n == "seen"), "the RUN's own file is in the image");
+    for (name, data) in &files {
+        assert!(!name.contains("secrets") && !name.contains("token"), "mount point leaked: {name}");
+        let text = String::from_utf8_lossy(data);
+        assert!(!text.contains("s3cr3t"), "secret value in layer file {name}");
+    }
+    let inspect = env.ok(&["inspect", "sec:1"]);
+    let history = env.ok(&["history", "--no-trunc", "sec:1"]);
+    assert!(!inspect.contains("s3cr3t") && !history.contains("s3cr3t"), "{inspect}\n{history}");
+
+    // A required secret that was not given fails at its line, saying how to pass it.
+    let (ok, err, _) = build_env(&env, &ctx, &["--no-cache"], &[]);
+    assert!(!ok);
+    assert!(err.contains("secret tok is required"), "{err}");
+    assert!(err.contains("--secret id=tok,src=FILE"), "{err}");
+    assert!(err.contains("Dockerfile:2"), "{err}");
+}
+
+#[test]
+fn cache_mounts_persist_across_builds_and_stay_out_of_the_image() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=cache,target=/var/cache/t,sharing=locked echo run >> /var/cache/t/log \
+             && echo \"count=$(wc -l < /var/cache/t/log)\"\n",
+    );
+    let (ok, err, _) = build_env(&env, &ctx, &["-t", "cm:1"], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("count=1"), "{err}");
+    let (ok, err, _) = build_env(&env, &ctx, &["--no-cache", "-t", "cm:2"], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("count=2"), "the second build sees the first one's file: {err}");
+    let files = layer_files(&env, "cm:2");
+    assert!(!files.iter().any(|(n, _)| n.contains("var/cache/t/")), "cache content in a layer");
+    let ctx2 = env.path("ctx2");
+    write(&ctx2, "Dockerfile", "FROM cm:2\nRUN test ! -e /var/cache/t/log\n");
+    build_ok(&env, &ctx2, &[]);
+}
+
+#[test]
+fn bind_and_tmpfs_mounts() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(&ctx, "sub/x.txt", "ctx-file\n");
+    write(&ctx, "sub/skip.log", "ignored\n");
+    write(&ctx, ".dockerignore", "**/*.log\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS src\n\
+         RUN mkdir /data && echo from-stage > /data/f\n\
+         FROM busybox\n\
+         RUN --mount=type=bind,from=src,source=/data,target=/mnt/stage test \"$(cat /mnt/stage/f)\" = from-stage\n\
+         RUN --mount=type=bind,source=sub,target=/ctx test \"$(cat /ctx/x.txt)\" = ctx-file \
+             && test ! -e /ctx/skip.log && ! touch /ctx/new 2>/dev/null\n\
+         RUN --mount=type=bind,source=sub,target=/ctx,rw echo changed > /ctx/x.txt\n\
+         RUN --mount=type=bind,from=busybox,source=/bin/busybox,target=/opt/busybox /opt/busybox true\n\
+         RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && grep -q ' /scratch tmpfs' /proc/mounts\n\
+         RUN test ! -e /mnt/stage/f && test ! -e /ctx/x.txt && test ! -e /scratch/t && test ! -e /opt/busybox\n",
+    );
+    build_ok(&env, &ctx, &["-t", "binds:1"]);
+    // rw writes were thrown away: the context is untouched.
+    assert_eq!(fs::read_to_string(ctx.join("sub/x.txt")).unwrap(), "ctx-file\n");
+}
+
+#[test]
+fn run_heredocs_and_network_none() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         ENV WHO=world\n\
+         RUN <<EOF\n\
+         echo one > /h1\n\
+         echo \"hello $WHO\" >> /h1\n\
+         EOF\n\
+         RUN <<EOF\n\
+         #!/bin/sh\n\
+         echo \"script $0\" > /h2\n\
+         EOF\n\
+         RUN cat <<EOF > /h3\n\
+         mixed\n\
+         EOF\n\
+         RUN --network=none test \"$(grep -c : /proc/net/dev)\" = 1\n\
+         RUN test \"$(cat /h1)\" = \"$(printf 'one\\nhello world')\" && test \"$(cat /h2)\" = \"script /dev/pipes/EOF\" \
+             && test \"$(cat /h3)\" = mixed\n",
+    );
+    build_ok(&env, &ctx, &["-t", "heredoc:1"]);
+}
+
+#[test]
+fn a_no_op_rebuild_is_all_cached_and_no_cache_runs_again() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(&ctx, "app/main.txt", "main\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         ARG V=1\n\
+         WORKDIR /app\n\
+         COPY app/ ./\n\
+         RUN --mount=type=cache,target=/runs echo ran >> /runs/log && echo \"runs=$(wc -l < /runs/log)\" \
+             && echo built > /app/out\n\
+         ENV X=y\n\
+         CMD [\"cat\", \"/app/out\"]\n",
+    );
+    let (ok, first, _) = build_env(&env, &ctx, &["-t", "noop:1"], &[]);
+    assert!(ok, "{first}");
+    assert!(first.contains("runs=1"), "{first}");
+    assert!(!first.contains("CACHED"), "{first}");
+    let id1 = image_id(&env, "noop:1");
+
+    let (ok, second, _) = build_env(&env, &ctx, &["-t", "noop:2"], &[]);
+    assert!(ok, "{second}");
+    assert_eq!(image_id(&env, "noop:2"), id1, "a no-op rebuild gives the same image ID");
+    assert!(!printed(&second, "runs="), "the RUN must not run again: {second}");
+    for id in 2..=7 {
+        assert!(
+            step_lines(&second, id).iter().any(|l| l.ends_with("CACHED")),
+            "step #{id} is not CACHED:\n{second}"
+        );
+    }
+    assert!(!second.contains("(layer "), "no layer written: {second}");
+
+    // A different build arg is a different key from the ARG on.
+    let (ok, third, _) = build_env(&env, &ctx, &["--build-arg", "V=2"], &[]);
+    assert!(ok, "{third}");
+    assert!(third.contains("runs=2"), "{third}");
+
+    // --no-cache runs every step again (and the cache mount shows the RUN ran).
+    let (ok, fourth, _) = build_env(&env, &ctx, &["--no-cache", "-t", "noop:3"], &[]);
+    assert!(ok, "{fourth}");
+    assert!(fourth.contains("runs=3"), "{fourth}");
+    assert!(!fourth.contains("CACHED"), "{fourth}");
+    // Its results replace the cached ones (new layer mtimes, new history times).
+    let id3 = image_id(&env, "noop:3");
+
+    // The cache survives a GC: the rebuild still hits and unpacks nothing new.
+    env.ok(&["rmi", "noop:1", "noop:2", "noop:3"]);
+    env.ok(&["image", "prune", "-f"]);
+    let (ok, fifth, _) = build_env(&env, &ctx, &["-t", "noop:4"], &[]);
+    assert!(ok, "{fifth}");
+    assert!(!printed(&fifth, "runs="), "{fifth}");
+    assert_eq!(image_id(&env, "noop:4"), id3, "the rebuild replays the latest cached results");
+
+    // `builder prune` empties the cache (and the cache mounts): everything runs again.
+    env.ok(&["rmi", "noop:4"]);
+    let out = env.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache entries: "), "{out}");
+    let (ok, sixth, _) = build_env(&env, &ctx, &[], &[]);
+    assert!(ok, "{sixth}");
+    assert!(printed(&sixth, "runs=1") && !sixth.contains("CACHED"), "{sixth}");
+}
+
+#[test]
+fn a_one_file_change_rebuilds_from_the_copy_that_reads_it() {
+    use std::time::{Duration, SystemTime};
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(&ctx, "a.txt", "aaaa\n");
+    write(&ctx, "b.txt", "bbbb\n");
+    write(&ctx, "notes.log", "ignored\n");
+    write(&ctx, ".dockerignore", "*.log\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         COPY a.txt /a.txt\n\
+         RUN echo after-a\n\
+         COPY . /all/\n\
+         RUN echo after-all\n",
+    );
+    let (ok, err, _) = build_env(&env, &ctx, &["-t", "one:1"], &[]);
+    assert!(ok, "{err}");
+    let cached = |err: &str, id: usize| step_lines(err, id).iter().any(|l| l.ends_with("CACHED"));
+
+    // An ignored file and a touch (same content) change nothing.
+    write(&ctx, "notes.log", "changed\n");
+    let f = fs::File::options().write(true).open(ctx.join("b.txt")).unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+    let (ok, err, _) = build_env(&env, &ctx, &[], &[]);
+    assert!(ok, "{err}");
+    assert!((2..=5).all(|i| cached(&err, i)), "{err}");
+
+    // Same size, same mtime, other content: still a change (stat alone would miss it).
+    let mtime = fs::metadata(ctx.join("b.txt")).unwrap().modified().unwrap();
+    fs::write(ctx.join("b.txt"), "BBBB\n").unwrap();
+    let f = fs::File::options().write(true).open(ctx.join("b.txt")).unwrap();
+    f.set_modified(mtime).unwrap();
+    let (ok, err, _) = build_env(&env, &ctx, &["-t", "one:2"], &[]);
+    assert!(ok, "{err}");
+    assert!(cached(&err, 2) && cached(&err, 3), "before the COPY that reads b.txt: {err}");
+    assert!(!cached(&err, 4) && !cached(&err, 5), "from that COPY on: {err}");
+    assert!(printed(&err, "after-all") && !printed(&err, "after-a"), "{err}");
+    assert_ne!(image_id(&env, "one:1"), image_id(&env, "one:2"));
+}
+
+#[test]
+fn independent_stages_run_in_parallel() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS one\n\
+         RUN sleep 2 && echo 1 > /one\n\
+         FROM busybox AS two\n\
+         RUN sleep 2 && echo 2 > /two\n\
+         FROM busybox\n\
+         COPY --from=one /one /one\n\
+         COPY --from=two /two /two\n\
+         RUN test \"$(cat /one /two)\" = \"$(printf '1\\n2')\"\n",
+    );
+    let started = std::time::Instant::now();
+    let (ok, err, _) = build_env(&env, &ctx, &["-t", "par:1"], &[]);
+    let took = started.elapsed().as_secs_f64();
+    assert!(ok, "{err}");
+    assert!((2.0..3.8).contains(&took), "two 2 s stages took {took:.2} s:\n{err}");
+    // Each step's lines carry its own id: both sleeps started before either finished.
+    let pos = |s: &str| err.find(s).unwrap_or_else(|| panic!("{s} missing:\n{err}"));
+    assert!(pos("#2 [one 2/2] RUN") < pos("#2 DONE") && pos("#4 [two 2/2] RUN") < pos("#2 DONE"));
+    assert!(pos("#2 [one 2/2] RUN") < pos("#4 DONE"), "{err}");
+}
+
+#[test]
+fn source_date_epoch_builds_are_reproducible() {
+    let Some(busybox) = fixture("busybox.docker.tar") else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    let ctx = ctx.path();
+    write(ctx, "app/a.txt", "a\n");
+    write(ctx, "app/b/c.txt", "c\n");
+    write(
+        ctx,
+        "Dockerfile",
+        "FROM busybox AS gen\n\
+         RUN mkdir -p /out && echo generated > /out/gen && touch /out/stamp\n\
+         FROM busybox\n\
+         ENV A=1\n\
+         WORKDIR /srv/app\n\
+         COPY app/ ./\n\
+         COPY --from=gen /out/ /gen/\n\
+         RUN echo ran > ran.txt && mkdir -p /var/x && echo fixed > /var/x/when && rm /bin/true\n\
+         CMD [\"sh\"]\n",
+    );
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let env = Env::new();
+        env.ok(&["load", "-i", busybox.to_str().unwrap()]);
+        let (ok, err, _) =
+            build_env(&env, ctx, &["-t", "repro:1"], &[("SOURCE_DATE_EPOCH", "1700000000")]);
+        assert!(ok, "{err}");
+        let inspect = json(&env.ok(&["inspect", "repro:1"]));
+        assert_eq!(inspect[0]["Created"], "2023-11-14T22:13:20Z");
+        results.push((
+            inspect[0]["Id"].as_str().unwrap().to_string(),
+            inspect[0]["Descriptor"]["digest"].as_str().unwrap().to_string(),
+        ));
+        // The store's blobs: the same set, byte for byte (they are content-addressed).
+        let mut blobs: Vec<String> = fs::read_dir(env.root().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        blobs.sort();
+        results.push((blobs.join(","), String::new()));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(results[0], results[2], "image ID and manifest digest differ");
+    assert_eq!(results[1], results[3], "blob sets differ");
+}

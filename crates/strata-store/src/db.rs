@@ -60,6 +60,20 @@ CREATE TABLE IF NOT EXISTS lease_blobs (
     digest TEXT NOT NULL,
     PRIMARY KEY (lease_id, digest)
 ) WITHOUT ROWID;
+-- Schema 2: the build cache. A GC root for its layer and its snapshot (see cache.rs).
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,                -- the step's cache key (sha256 hex)
+    layer_digest TEXT,                   -- NULL: the step changed no files
+    diff_id TEXT,
+    media_type TEXT,
+    size INTEGER,
+    content_size INTEGER,
+    chain_id TEXT,                       -- chain ID of the stack up to this layer
+    created TEXT NOT NULL,               -- when the step first ran, RFC 3339
+    last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS build_cache_by_layer ON build_cache(layer_digest);
+PRAGMA user_version = 2;
 ";
 
 pub(crate) struct Db {

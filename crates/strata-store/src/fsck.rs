@@ -69,6 +69,20 @@ impl Store {
             }
             self.check_image_documents(image, &mut report.problems)?;
         }
+        // Layers the build cache keeps are referenced too (see cache.rs).
+        {
+            let db = self.db();
+            let mut stmt = db
+                .conn()
+                .prepare("SELECT layer_digest FROM build_cache WHERE layer_digest IS NOT NULL")
+                .map_err(|e| db.err(e))?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| db.err(e))?;
+            for d in rows.flatten() {
+                if let Ok(d) = d.parse::<Digest>() {
+                    referenced.insert(d);
+                }
+            }
+        }
         report.unreferenced_blobs = blobs.iter().filter(|d| !referenced.contains(d)).count() as u64;
         report.ingest_leftovers =
             std::fs::read_dir(self.blobs().ingest_dir()).map(|d| d.count() as u64).unwrap_or(0);

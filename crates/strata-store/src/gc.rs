@@ -41,10 +41,13 @@ fn live_leased_blobs(tx: &Transaction) -> rusqlite::Result<(HashSet<String>, u64
     Ok((rows.collect::<rusqlite::Result<_>>()?, dead))
 }
 
+/// Blobs images or build cache entries reference: GC's roots besides leases.
 fn referenced_by_images(tx: &Transaction) -> rusqlite::Result<HashSet<String>> {
     let mut stmt = tx.prepare("SELECT DISTINCT digest FROM image_blobs")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    rows.collect()
+    let mut used: HashSet<String> = rows.collect::<rusqlite::Result<_>>()?;
+    used.extend(crate::cache::cache_roots(tx)?.0);
+    Ok(used)
 }
 
 impl Store {
@@ -62,7 +65,8 @@ impl Store {
                 let key = d.to_string();
                 let used: bool = tx
                     .query_row(
-                        "SELECT EXISTS(SELECT 1 FROM image_blobs WHERE digest = ?1)",
+                        "SELECT EXISTS(SELECT 1 FROM image_blobs WHERE digest = ?1)
+                             OR EXISTS(SELECT 1 FROM build_cache WHERE layer_digest = ?1)",
                         [&key],
                         |r| r.get(0),
                     )
@@ -90,7 +94,8 @@ impl Store {
             report.dead_leases = dead;
             let used = referenced_by_images(tx).map_err(sql)?;
             let (present, _strays) = self.blobs().list()?;
-            let chains = crate::snapshots::used_chain_ids(tx).map_err(sql)?;
+            let mut chains = crate::snapshots::used_chain_ids(tx).map_err(sql)?;
+            chains.extend(crate::cache::cache_roots(tx).map_err(sql)?.1);
             report.snapshots_removed = self.sweep_snapshots(&chains, &leased)?;
             for d in present {
                 let key = d.to_string();
@@ -105,7 +110,9 @@ impl Store {
             }
             tx.execute(
                 "DELETE FROM layers WHERE digest NOT IN (SELECT digest FROM image_blobs)
-                   AND digest NOT IN (SELECT digest FROM lease_blobs)",
+                   AND digest NOT IN (SELECT digest FROM lease_blobs)
+                   AND digest NOT IN (SELECT layer_digest FROM build_cache
+                                      WHERE layer_digest IS NOT NULL)",
                 [],
             )
             .map_err(sql)?;

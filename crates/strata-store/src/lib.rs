@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod blobs;
+pub mod cache;
 mod db;
 pub mod error;
 pub mod fsck;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 pub use blobs::{Blobs, Ingest, Staged};
+pub use cache::CacheEntry;
 pub use error::{Result, StoreError};
 pub use images::{ImageRecord, LayerRecord, NewImage, RemovalEvent};
 pub use lease::Lease;

@@ -48,13 +48,22 @@ impl Store {
     /// The image's layers as snapshot directories, bottom layer first, unpacking any that
     /// are missing. The lease keeps them from GC while the caller uses them.
     pub fn snapshots(&self, image: &ImageRecord, lease: &Lease) -> Result<Vec<PathBuf>> {
-        let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+        self.layer_snapshots(&image.layers, lease)
+    }
+
+    /// [`Store::snapshots`] for a layer stack (bottom first) that need not be an image's.
+    pub fn layer_snapshots(
+        &self,
+        layers: &[crate::LayerRecord],
+        lease: &Lease,
+    ) -> Result<Vec<PathBuf>> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
         let chain = strata_oci::config::chain_ids(&diff_ids);
         lease.add(&chain)?;
         let dir = self.snapshots_dir();
         fs::create_dir_all(&dir).ctx("creating", &dir)?;
         let mut out = Vec::new();
-        for (layer, chain_id) in image.layers.iter().zip(&chain) {
+        for (layer, chain_id) in layers.iter().zip(&chain) {
             let target = dir.join(chain_id.hex());
             if !target.join("fs").is_dir() {
                 self.unpack_snapshot(layer, &target)?;
@@ -62,6 +71,54 @@ impl Store {
             out.push(target.join("fs"));
         }
         Ok(out)
+    }
+
+    /// Makes `dir` (a layer in overlay form that the caller just wrote as a blob, on the
+    /// store's filesystem) the snapshot of `chain_id`, by renaming, so a later build need
+    /// not unpack it. Returns the snapshot's `fs` directory; when the snapshot already
+    /// exists, `dir` is left where it is and the existing one is returned.
+    pub fn adopt_snapshot(
+        &self,
+        chain_id: &Digest,
+        dir: &std::path::Path,
+        lease: &Lease,
+    ) -> Result<PathBuf> {
+        lease.add([chain_id])?;
+        let sdir = self.snapshots_dir();
+        fs::create_dir_all(&sdir).ctx("creating", &sdir)?;
+        let target = sdir.join(chain_id.hex());
+        if target.join("fs").is_dir() {
+            return Ok(target.join("fs"));
+        }
+        let tmp = sdir.join(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+        fs::create_dir(&tmp).ctx("creating", &tmp)?;
+        let moved = (|| {
+            fs::rename(dir, tmp.join("fs")).ctx("moving into the snapshots", dir)?;
+            let d = fs::File::open(tmp.join("fs")).ctx("opening", &tmp)?;
+            // SAFETY: syncfs only reads the descriptor, which is open for the call.
+            if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error()).ctx("syncing", &tmp);
+            }
+            Ok(())
+        })();
+        if let Err(e) = moved {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        match fs::rename(&tmp, &target) {
+            Ok(()) => Ok(target.join("fs")),
+            Err(_) if target.join("fs").is_dir() => {
+                // Another build made the same snapshot first: hand ours back to the caller.
+                let _ = fs::rename(tmp.join("fs"), dir);
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(target.join("fs"))
+            }
+            Err(e) => {
+                let _ = fs::rename(tmp.join("fs"), dir);
+                let _ = fs::remove_dir_all(&tmp);
+                Err(e).ctx("publishing snapshot", &target)
+            }
+        }
     }
 
     fn unpack_snapshot(&self, layer: &crate::LayerRecord, target: &std::path::Path) -> Result<()> {

@@ -216,3 +216,70 @@ fn snapshots_unpack_once_mount_with_overlayfs_and_are_collected() {
     assert_eq!(report.snapshots_removed, 2);
     assert!(!dirs[0].exists());
 }
+
+#[test]
+fn build_cache_entries_keep_their_layers_and_snapshots_through_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (_, app) = two_images(&store);
+    let image = store.resolve("app:1").unwrap();
+    let lease = store.lease().unwrap();
+    let snaps = store.snapshots(&image, &lease).unwrap();
+    let chain = strata_oci::config::chain_ids(
+        &image.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+    );
+    let top = image.layers[1].clone();
+    let entry = strata_store::CacheEntry {
+        layer: Some(top.clone()),
+        chain_id: Some(chain[1].clone()),
+        created: "2024-01-01T00:00:00Z".into(),
+    };
+    store.cache_put("k-app", &entry).unwrap();
+    let empty = strata_store::CacheEntry {
+        layer: None,
+        chain_id: None,
+        created: "2024-01-01T00:00:01Z".into(),
+    };
+    store.cache_put("k-env", &empty).unwrap();
+    drop(lease);
+
+    // The image goes; the cached layer, its snapshot and its layer record stay.
+    store.remove("app:1", false).unwrap();
+    store.remove("base:1", false).unwrap();
+    store.gc().unwrap();
+    assert!(store.blobs().exists(&top.digest), "a cache row is a GC root");
+    assert!(!store.blobs().exists(&image.layers[0].digest), "the base layer had no root");
+    assert!(snaps[1].is_dir(), "the cached layer's snapshot is kept");
+    assert!(!snaps[0].exists());
+    let lease = store.lease().unwrap();
+    assert_eq!(store.cache_get("k-app", &lease).unwrap(), Some(entry));
+    assert_eq!(store.cache_get("k-env", &lease).unwrap(), Some(empty));
+    assert_eq!(store.cache_get("nope", &lease).unwrap(), None);
+    assert_eq!(store.fsck().unwrap().unreferenced_blobs, 0);
+    drop(lease);
+    let _ = app;
+
+    // Pruning the cache lets the next GC take them.
+    assert_eq!(store.cache_prune().unwrap(), 2);
+    store.gc().unwrap();
+    assert!(!store.blobs().exists(&top.digest));
+    assert!(!snaps[1].exists());
+    let lease = store.lease().unwrap();
+    assert_eq!(store.cache_get("k-app", &lease).unwrap(), None);
+}
+
+#[test]
+fn a_cache_hit_whose_blob_was_deleted_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    two_images(&store);
+    let image = store.resolve("app:1").unwrap();
+    let top = image.layers[1].clone();
+    let entry =
+        strata_store::CacheEntry { layer: Some(top.clone()), chain_id: None, created: "x".into() };
+    store.cache_put("k", &entry).unwrap();
+    std::fs::remove_file(store.blobs().path(&top.digest)).unwrap();
+    let lease = store.lease().unwrap();
+    assert_eq!(store.cache_get("k", &lease).unwrap(), None);
+    assert_eq!(store.cache_len().unwrap(), 0);
+}

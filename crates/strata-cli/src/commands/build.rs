@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use strata_dockerfile::{call_check, call_outline, call_targets, parse_dockerfile, Dockerfile};
 
@@ -48,9 +48,12 @@ pub struct BuildArgs {
     /// Networking mode for the RUN instructions: host (default) or none
     #[arg(long, default_value = "host")]
     pub network: String,
-    /// Do not use cache when building the image (there is no build cache yet: always true)
+    /// Do not use cache when building the image (steps still record their results)
     #[arg(long)]
     pub no_cache: bool,
+    /// Secret to expose to RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
     /// Write the image ID to the file
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
@@ -65,6 +68,40 @@ pub struct BuildArgs {
     pub quiet: bool,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Remove the build cache (cached steps and RUN --mount=type=cache directories)
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuilderPruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `strata builder prune`: drops every cache entry, then a GC frees the layers and
+/// snapshots only the cache kept.
+pub fn prune(ctx: &super::Context, args: BuilderPruneArgs) -> Result<ExitCode> {
+    if !args.force {
+        eprint!(
+            "WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] "
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).into_diagnostic()?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let store = ctx.store()?;
+    let entries = store.cache_prune().into_diagnostic()?;
+    let freed = store.gc().into_diagnostic()?.bytes_freed;
+    println!("Deleted build cache entries: {entries}");
+    println!("Total:\t{}", strata_format::human_size(freed as f64));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn build_args(raw: &[String]) -> BTreeMap<String, String> {
     raw.iter()
         .filter_map(|a| match a.split_once('=') {
@@ -73,6 +110,47 @@ fn build_args(raw: &[String]) -> BTreeMap<String, String> {
             None => std::env::var(a).ok().map(|v| (a.clone(), v)),
         })
         .collect()
+}
+
+/// `--secret id=X,src=FILE` / `id=X,env=VAR` (also `source=`, `type=file|env`, and a bare
+/// `id=X`, which reads the environment variable X as Docker does).
+fn secrets(raw: &[String]) -> Result<BTreeMap<String, strata_build::SecretSource>> {
+    let mut out = BTreeMap::new();
+    for s in raw {
+        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+        for field in s.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", v)) => kind = Some(v.to_string()),
+                _ => {
+                    return Err(miette!(
+                    "--secret {s:?}: unknown field {field:?}; use id=ID,src=FILE or id=ID,env=VAR"
+                ))
+                }
+            }
+        }
+        let id = id.ok_or_else(|| miette!("--secret {s:?} has no id=; use id=ID,src=FILE"))?;
+        let source = match (kind.as_deref(), src, env) {
+            (Some("env"), Some(v), None) | (_, None, Some(v)) => strata_build::SecretSource::Env(v),
+            (None | Some("file"), Some(f), None) => {
+                let f = PathBuf::from(f);
+                if !f.is_file() {
+                    return Err(miette!("--secret {s:?}: {} is not a file", f.display()));
+                }
+                strata_build::SecretSource::File(f)
+            }
+            (None, None, None) => strata_build::SecretSource::Env(id.clone()),
+            _ => {
+                return Err(miette!(
+                    "--secret {s:?}: give exactly one of src=FILE or env=VAR (type=file|env)"
+                ))
+            }
+        };
+        out.insert(id, source);
+    }
+    Ok(out)
 }
 
 fn read(args: &BuildArgs) -> Result<Dockerfile> {
@@ -207,31 +285,38 @@ fn build_image(
     opts.network = network;
     opts.labels = labels;
     opts.tags = tags;
+    opts.secrets = secrets(&args.secrets)?;
+    opts.no_cache = args.no_cache;
     let store = ctx.store()?;
     let quiet = args.quiet;
     let started = std::time::Instant::now();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut err = std::io::stderr().lock();
-    let mut on_event = |e: strata_build::Event| {
+    // Stages run in parallel: output is buffered per step until a whole line is there.
+    let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut on_event = move |e: strata_build::Event| {
         if quiet {
             return;
         }
+        let mut err = std::io::stderr().lock();
         let secs = started.elapsed().as_secs_f64();
         match e {
             strata_build::Event::Step { id, text } => {
                 let _ = writeln!(err, "#{id} {text}");
             }
             strata_build::Event::Output { id, data } => {
-                pending.extend_from_slice(data);
-                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=i).collect();
+                let buf = pending.entry(id).or_default();
+                buf.extend_from_slice(data);
+                while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
                     let _ = write!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&line));
                 }
             }
-            strata_build::Event::Done { id, layer } => {
-                if !pending.is_empty() {
-                    let _ = writeln!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&pending));
-                    pending.clear();
+            strata_build::Event::Done { id, layer, cached } => {
+                if let Some(rest) = pending.remove(&id).filter(|b| !b.is_empty()) {
+                    let _ = writeln!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&rest));
+                }
+                if cached {
+                    let _ = writeln!(err, "#{id} CACHED");
+                    return;
                 }
                 match layer {
                     Some(d) => {

@@ -57,8 +57,11 @@ pub enum Command {
     System(SystemCommand),
     /// Re-hash every blob and check every reference in the store
     Fsck(fsck::FsckArgs),
-    /// Build an image from a Dockerfile (for now: --call=outline|targets|check)
+    /// Build an image from a Dockerfile
     Build(build::BuildArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Show each layer's changes and the wasted space of an image (like dive)
     Analyze(strata_analyze::AnalyzeArgs),
     /// Run an OCI registry
@@ -126,6 +129,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::System(SystemCommand::Df(a)) => df::run(ctx, a),
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Build(a) => build::run(ctx, a),
+        Command::Builder(build::BuilderCommand::Prune(a)) => build::prune(ctx, a),
         Command::Analyze(a) => strata_analyze::run(ctx.root.clone(), a).into_diagnostic(),
         Command::Registry(c) => registry_server::run(c),
         Command::Lint(a) => strata_lint::run(a).map_err(miette::Report::new),
