@@ -29,12 +29,13 @@ bench() { # name url
   wrk -t2 -c64 -d${D}s -H "$ACCEPT" "$url/v2/bench/img/manifests/latest" | grep -E 'Requests/sec|Non-2xx|Socket errors' | sed 's/^/  manifest GET: /'
   local t0 t1
   t0=$(cpu_ticks)
-  wrk -t2 -c4 -d${D}s "$url/v2/bench/img/blobs/$layer" > "$W/blob.txt"
+  /usr/bin/time -f '%U %S' -o "$W/wrk.cpu" wrk -t2 -c4 -d${D}s "$url/v2/bench/img/blobs/$layer" > "$W/blob.txt"
   t1=$(cpu_ticks)
   grep -E 'Transfer/sec|Requests/sec|Non-2xx|read$' "$W/blob.txt" | sed 's/^/  100 MB blob GET: /'
   # The client (wrk) shares the two cores, so throughput is partly client-bound; the
   # server's own CPU time per GB shows the cost of serving independent of that.
-  awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/requests in/ { gb=$5; sub(/GB/,"",gb); if ($5 ~ /MB/) {sub(/MB/,"",gb); gb/=1024}; printf "  100 MB blob GET: server CPU %.2f s for %.1f GB = %.3f CPU-s/GB\n", t/hz, gb, t/hz/gb }' "$W/blob.txt"
+  awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/requests in/ { gb=$5; sub(/GB/,"",gb); if ($5 ~ /MB/) {sub(/MB/,"",gb); gb/=1024}; printf "  100 MB blob GET: server CPU %.2f s for %.1f GB = %.3f CPU-s/GB\n", t/hz, gb, t/hz/gb
+    getline c < cpu; split(c, u, " "); printf "  100 MB blob GET: client (wrk) CPU %.2f s = %.3f CPU-s/GB\n", u[1]+u[2], (u[1]+u[2])/gb }' cpu="$W/wrk.cpu" "$W/blob.txt"
   python3 "$HERE/bench/registry/push.py" --concurrent 50 "$url" 20000000 | sed 's/^/  /'
 }
 

@@ -8,6 +8,7 @@
 //! gc_grace_secs = 3600           # GC keeps blobs linked more recently than this
 //! tls_cert = "cert.pem"
 //! tls_key = "key.pem"
+//! sendfile = false               # blob bodies by sendfile(2) on plain HTTP (see zerocopy.rs)
 //!
 //! [auth]
 //! htpasswd = "/etc/strata/htpasswd"   # bcrypt entries: user:$2y$...
@@ -38,6 +39,8 @@ pub struct Config {
     pub gc_grace_secs: Option<u64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub sendfile: bool,
     #[serde(default)]
     pub auth: AuthConfig,
 }

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod metrics;
 pub mod server;
 pub mod storage;
+pub mod zerocopy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,6 +112,7 @@ struct Prepared {
     addr: String,
     state: Arc<AppState>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    sendfile: bool,
 }
 
 fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
@@ -144,7 +146,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
         expiry,
         gc::WriteLock::new(&root),
     ));
-    Ok(Prepared { addr, state, tls })
+    Ok(Prepared { addr, state, tls, sendfile: cfg.sendfile })
 }
 
 fn tls_acceptor(
@@ -206,6 +208,7 @@ async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    sendfile: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let app = router(state.clone());
@@ -241,10 +244,13 @@ async fn serve(
                 app.clone().oneshot(req.map(axum::body::Body::new))
             });
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
+        // writev keeps body buffers whole (no copy into hyper's buffer), which is what lets
+        // SendfileStream see the mapped blob bytes.
+        builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(60)).writev(true);
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let io = TokioIo::new(zerocopy::SendfileStream { stream, sendfile });
+                let conn = builder.serve_connection(io, svc);
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = fut.await {
@@ -330,7 +336,7 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {},
             }
         };
-        serve(listener, prepared.state, prepared.tls, shutdown).await;
+        serve(listener, prepared.state, prepared.tls, prepared.sendfile, shutdown).await;
         Ok(())
     })
 }
@@ -401,7 +407,7 @@ pub fn spawn(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new().name("strata-registry".into()).spawn(move || {
-        rt.block_on(serve(listener, prepared.state, prepared.tls, async {
+        rt.block_on(serve(listener, prepared.state, prepared.tls, prepared.sendfile, async {
             let _ = rx.await;
         }));
     })?;

@@ -252,10 +252,15 @@ impl Storage for FsStorage {
     }
 
     fn blob_bytes(&self, digest: &Digest) -> Result<Option<Bytes>> {
-        if let Some(b) = self.maps.lock().expect("map cache").get(digest) {
-            return Ok(Some(b.clone()));
-        }
         let p = self.blob_path(digest);
+        let cached = self.maps.lock().expect("map cache").get(digest).cloned();
+        if let Some(b) = cached {
+            // `strata registry gc` in another process may have removed the file since.
+            if p.exists() {
+                return Ok(Some(b));
+            }
+            self.maps.lock().expect("map cache").remove(digest);
+        }
         let file = match File::open(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -267,11 +272,8 @@ impl Storage for FsStorage {
             return Ok(Some(Bytes::from(fs::read(&p).ctx("reading", &p)?)));
         }
         // Blobs are never modified in place (only renamed in whole or unlinked), so a
-        // mapping stays valid; the socket write then copies straight from the page cache.
-        // SAFETY: the file is immutable for its lifetime as described above.
-        let map =
-            unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ctx("mapping", &p)?;
-        let bytes = Bytes::from_owner(map);
+        // mapping stays valid; plain-HTTP connections send it with sendfile (zerocopy.rs).
+        let bytes = crate::zerocopy::map_file(file).ctx("mapping", &p)?;
         let mut cache = self.maps.lock().expect("map cache");
         if cache.len() >= MAP_CACHE {
             cache.clear();

@@ -241,3 +241,61 @@ fn podman_pull_and_push_with_basic_auth() {
     assert!(raw.contains("\"v2\""), "{raw}");
     let _ = podman(&work, &["rmi", "-a", "-f"]);
 }
+
+#[test]
+fn podman_push_and_pull_without_auth_and_pull_with_creds() {
+    let Some(busybox) = fixture("busybox.oci") else { return };
+    if !have("skopeo") || !have("podman") {
+        return;
+    }
+    let want = index_digest(&busybox);
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("podman");
+    std::fs::create_dir_all(&work).unwrap();
+    let src = format!("oci:{}:latest", busybox.display());
+
+    // An open registry: podman pulls and pushes without credentials.
+    let open = start(&dir.path().join("open"), None, false);
+    let host = open.addr.to_string();
+    skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{host}/lib/busybox:v1")]);
+    let out = podman(&work, &["pull", "--tls-verify=false", &format!("{host}/lib/busybox:v1")]);
+    assert!(out.status.success(), "podman pull: {}", String::from_utf8_lossy(&out.stderr));
+    let dst = format!("docker://{host}/podman/anon:v2");
+    let out =
+        podman(&work, &["push", "--tls-verify=false", &format!("{host}/lib/busybox:v1"), &dst]);
+    assert!(out.status.success(), "podman push: {}", String::from_utf8_lossy(&out.stderr));
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &dst]);
+    let config = serde_json::from_str::<serde_json::Value>(&raw).unwrap()["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let src_raw = skopeo(&["inspect", "--raw", &src]);
+    let src_config = serde_json::from_str::<serde_json::Value>(&src_raw).unwrap()["config"]
+        ["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(config, src_config, "podman pushed the same image (it may recompress layers)");
+    let _ = podman(&work, &["rmi", "-a", "-f"]);
+
+    // No anonymous read: podman pulls only with credentials.
+    let cfg = write_auth_config(dir.path(), "anonymous_read = false");
+    let closed = start(&dir.path().join("closed"), Some(&cfg), false);
+    let host = closed.addr.to_string();
+    let image = format!("{host}/team/busybox:v1");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &src,
+        &format!("docker://{image}"),
+    ]);
+    let out = podman(&work, &["pull", "--tls-verify=false", &image]);
+    assert!(!out.status.success(), "an anonymous pull must be refused");
+    let out = podman(&work, &["pull", "--tls-verify=false", "--creds", "bob:readonly", &image]);
+    assert!(out.status.success(), "podman pull --creds: {}", String::from_utf8_lossy(&out.stderr));
+    let out = podman(&work, &["image", "inspect", "--format", "{{.Digest}}", &image]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "the source manifest digest");
+    let _ = podman(&work, &["rmi", "-a", "-f"]);
+}
