@@ -302,6 +302,6 @@ fn copy_between_registry_repositories_and_the_store() {
         ok(&env2, &["images", "--format", "{{.Repository}}:{{.Tag}}", "local/copy"]),
         "local/copy:7\n"
     );
-    let err = fails(&env, &["copy", "oci-archive:/tmp/x.tar", &format!("docker://{b}")]);
-    assert!(err.contains("transport \"oci-archive\" is not supported"), "{err}");
+    let err = fails(&env, &["copy", "dir:/tmp/x", &format!("docker://{b}")]);
+    assert!(err.contains("transport \"dir\" is not supported"), "{err}");
 }

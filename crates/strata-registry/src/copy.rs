@@ -31,10 +31,10 @@ pub struct Copied {
     pub blobs_skipped: usize,
 }
 
-struct TempSink {
-    file: std::io::BufWriter<std::fs::File>,
-    path: std::path::PathBuf,
-    hasher: Hasher,
+pub(crate) struct TempSink {
+    pub(crate) file: std::io::BufWriter<std::fs::File>,
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) hasher: Hasher,
 }
 
 impl BlobSink for TempSink {
@@ -57,7 +57,7 @@ impl BlobSink for TempSink {
     }
 }
 
-fn image_blobs(raw: &RawManifest) -> Result<Vec<(Digest, u64)>> {
+pub(crate) fn image_blobs(raw: &RawManifest) -> Result<Vec<(Digest, u64)>> {
     let m = raw.manifest().as_image().ok_or_else(|| RegistryError::InvalidManifest {
         name: raw.digest().to_string(),
         message: "not an image manifest".into(),

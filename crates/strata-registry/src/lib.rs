@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod pull;
 pub mod push;
+pub mod transport;
 
 pub use client::{Client, ClientOptions, CredentialSource};
 pub use copy::{copy_image, Copied, CopyOptions};
@@ -20,6 +21,7 @@ pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
 pub use pull::{pull_image, PullOptions, Pulled};
 pub use push::{push_image, PushOptions, Pushed};
+pub use transport::{copy_between, Transport, TransportCopied, TransportCopyOptions};
 
 use strata_oci::Digest;
 

@@ -8,7 +8,7 @@ use futures_util::stream::{self, StreamExt};
 use strata_oci::{
     descriptor_digest, Digest, ImageConfig, Manifest, Platform, RawManifest, Reference,
 };
-use strata_store::layer_info::{self, Limits};
+use strata_store::layer_info::Limits;
 use strata_store::{LayerRecord, NewImage, Store, StoreError};
 
 use crate::client::{Client, CONFIG_LIMIT};
@@ -21,7 +21,8 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Layers downloaded at once.
     pub max_concurrent: usize,
-    /// Decompression limits applied while checking each layer.
+    /// Decompression limits. Pull itself does not decompress layers (see
+    /// `strata_store::pending`); kept for callers that check layers themselves.
     pub limits: Limits,
 }
 
@@ -144,6 +145,7 @@ fn store_mismatch(what: String, e: StoreError) -> RegistryError {
     }
 }
 
+#[derive(Clone)]
 struct LayerJob {
     digest: Digest,
     size: u64,
@@ -210,17 +212,19 @@ pub async fn pull_image(
 
     let known = known_layers(store)?;
     let blobs = store.blobs().clone();
-    let limits = opts.limits;
     let results: Vec<Result<(LayerRecord, bool)>> = stream::iter(jobs.iter())
         .map(|job| {
-            let known = &known;
+            // Each layer is its own task, so hashing and writing spread over the
+            // runtime's threads instead of sharing one.
+            let known = known.get(&job.digest).cloned();
             let blobs = blobs.clone();
-            let registry = &registry;
-            let repo = &repo;
-            async move {
+            let (registry, repo) = (registry.clone(), repo.clone());
+            let (client, job) = (client.clone(), job.clone());
+            let task = tokio::spawn(async move {
+                let (client, job, registry, repo) = (&client, &job, &registry, &repo);
                 let what = format!("layer {}", job.digest);
                 if blobs.exists(&job.digest) {
-                    if let Some(r) = known.get(&job.digest).filter(|r| r.diff_id == job.diff_id) {
+                    if let Some(r) = known.filter(|r| r.diff_id == job.diff_id) {
                         let mut r = r.clone();
                         r.media_type = job.media_type.clone();
                         client.emit(Event::BlobDone {
@@ -230,82 +234,37 @@ pub async fn pull_image(
                         });
                         return Ok((r, false));
                     }
-                    // Published by an earlier, interrupted pull: verified then, scanned now.
-                    let path = blobs.path(&job.digest);
-                    let digest = job.digest.clone();
-                    let info = tokio::task::spawn_blocking(move || {
-                        let f = std::fs::File::open(&path)
-                            .map_err(|e| RegistryError::io("reading", path.display(), e))?;
-                        layer_info::scan(f, limits, Some(&digest))
-                            .map_err(|e| RegistryError::Invalid(format!("layer {digest}: {e}")))
-                    })
-                    .await
-                    .map_err(|e| RegistryError::Invalid(format!("layer check failed: {e}")))??;
-                    check_diff_id(&what, &job.diff_id, &info.diff_id)?;
+                    // Published by an earlier, interrupted pull: verified then; measured
+                    // later, like a fresh download.
                     client.emit(Event::BlobDone {
                         digest: job.digest.clone(),
                         size: job.size,
                         outcome: BlobOutcome::AlreadyPresent,
                     });
-                    return Ok((record(job, &info), false));
+                    return Ok((pending_record(job), false));
                 }
                 client.emit(Event::BlobStart { digest: job.digest.clone(), size: job.size });
-                // The layer is scanned (diffID, safety) while it downloads: the bytes go
-                // to the ingest file and, through a bounded channel, to a scanner thread.
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
-                let digest = job.digest.clone();
-                let scanner = tokio::task::spawn_blocking(move || {
-                    layer_info::scan(
-                        ChannelReader { rx, buf: Vec::new(), pos: 0 },
-                        limits,
-                        Some(&digest),
-                    )
-                });
-                let mut sink = TeeSink {
-                    blobs: &blobs,
-                    ingest: blobs.ingest()?,
-                    tx: Some(tx),
-                    restarted: false,
-                };
-                let downloaded =
-                    client.download_into(registry, repo, &job.digest, job.size, &mut sink).await;
-                let TeeSink { ingest, tx, restarted, .. } = sink;
-                drop(tx);
-                let streamed = scanner.await;
-                downloaded?;
-                let staged =
-                    ingest.stage(Some(&job.digest)).map_err(|e| store_mismatch(what.clone(), e))?;
-                let digest = job.digest.clone();
-                let (staged, info) = match streamed {
-                    Ok(Ok(info)) if !restarted => (staged, info),
-                    Ok(Err(e)) if !restarted => {
-                        return Err(RegistryError::Invalid(format!(
-                            "layer {digest}: {e}; refusing the image"
-                        )))
-                    }
-                    // The download started over (or the scanner died): scan the file instead.
-                    _ => tokio::task::spawn_blocking(move || {
-                        let f = std::fs::File::open(staged.path()).map_err(|e| {
-                            RegistryError::io("reading", staged.path().display(), e)
-                        })?;
-                        let info = layer_info::scan(f, limits, Some(&digest)).map_err(|e| {
-                            RegistryError::Invalid(format!(
-                                "layer {digest}: {e}; refusing the image"
-                            ))
-                        })?;
-                        Ok::<_, RegistryError>((staged, info))
-                    })
-                    .await
-                    .map_err(|e| RegistryError::Invalid(format!("layer check failed: {e}")))??,
-                };
-                check_diff_id(&what, &job.diff_id, &info.diff_id)?;
-                staged.publish()?;
+                // The layer is kept as downloaded: hashed while it streams into the ingest
+                // file, size-bounded, digest-checked when staged. Not decompressed here:
+                // its diffID and entries are checked when it is first measured or unpacked
+                // (see strata_store::pending).
+                let mut ingest = blobs.ingest()?;
+                client
+                    .download_blob(registry, repo, &job.digest, job.size, &blobs, &mut ingest)
+                    .await?;
+                let staged = tokio::task::block_in_place(|| ingest.stage(Some(&job.digest)))
+                    .map_err(|e| store_mismatch(what.clone(), e))?;
+                tokio::task::block_in_place(|| staged.publish())?;
                 client.emit(Event::BlobDone {
                     digest: job.digest.clone(),
                     size: job.size,
                     outcome: BlobOutcome::Downloaded,
                 });
-                Ok((record(job, &info), true))
+                Ok((pending_record(job), true))
+            });
+            async move {
+                task.await
+                    .map_err(|e| RegistryError::Invalid(format!("layer download failed: {e}")))?
             }
         })
         .buffer_unordered(opts.max_concurrent.max(1))
@@ -360,79 +319,13 @@ pub async fn pull_image(
     })
 }
 
-fn check_diff_id(what: &str, expected: &Digest, actual: &Digest) -> Result<()> {
-    if expected != actual {
-        return Err(RegistryError::Invalid(format!(
-            "{what} has diffID {actual} but the image config expects {expected}; refusing the image"
-        )));
-    }
-    Ok(())
-}
-
-fn record(job: &LayerJob, info: &layer_info::LayerInfo) -> LayerRecord {
+/// A layer recorded from its descriptor and the config's diffID, to be measured later.
+fn pending_record(job: &LayerJob) -> LayerRecord {
     LayerRecord {
         digest: job.digest.clone(),
-        diff_id: info.diff_id.clone(),
+        diff_id: job.diff_id.clone(),
         media_type: job.media_type.clone(),
         size: job.size,
-        content_size: info.content_size,
-    }
-}
-
-/// Writes to the ingest file and feeds the scanner; a restart cuts the scanner off.
-struct TeeSink<'a> {
-    blobs: &'a strata_store::Blobs,
-    ingest: strata_store::Ingest,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    restarted: bool,
-}
-
-impl crate::client::BlobSink for TeeSink<'_> {
-    fn len(&self) -> u64 {
-        self.ingest.len()
-    }
-    fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
-        use std::io::Write;
-        self.ingest
-            .write_all(bytes)
-            .map_err(|e| RegistryError::io("writing", self.ingest.temp_path().display(), e))?;
-        if let Some(tx) = &self.tx {
-            // A scanner that stopped (bad layer) has dropped its end: stop feeding it.
-            if tx.send(bytes.to_vec()).is_err() {
-                self.tx = None;
-            }
-        }
-        Ok(())
-    }
-    fn restart(&mut self) -> Result<()> {
-        self.ingest = self.blobs.ingest()?;
-        self.tx = None;
-        self.restarted = true;
-        Ok(())
-    }
-}
-
-/// The scanner's side of the channel, as a `Read`.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        content_size: strata_store::CONTENT_SIZE_PENDING,
     }
 }

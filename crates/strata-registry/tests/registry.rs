@@ -78,8 +78,16 @@ fn push_then_pull_round_trip_keeps_digests() {
     assert_eq!(pulled.image_id, local.id);
     assert_eq!(pulled.digest, pushed.digest);
     assert_eq!(pulled.downloaded, 1);
+    // Pull records layers unread; their content sizes (and the diffID check) come with the
+    // first measurement, and then match what `load` recorded.
+    let rec = dst.resolve(&target.to_string()).unwrap();
+    assert_eq!(rec.layers[0].content_size, strata_store::CONTENT_SIZE_PENDING);
+    assert_eq!(rec.size, u64::MAX, "image size unknown until measured");
+    let problems = dst.measure_pending_layers(Default::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
     let rec = dst.resolve(&target.to_string()).unwrap();
     assert_eq!(rec.layers, local.layers.to_vec());
+    assert_eq!(rec.size, local.size);
     assert_eq!(rec.repo_digests[0].digest(), Some(&pushed.digest));
     // Again: nothing downloaded.
     let pulled = rt.block_on(pull_image(&client, &dst, &target, &PullOptions::default())).unwrap();

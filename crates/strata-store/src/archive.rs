@@ -21,7 +21,7 @@ use strata_oci::{Digest, Reference};
 use crate::error::{Result, StoreError};
 use crate::images::{ImageRecord, LayerRecord, NewImage, RetaggedFrom};
 use crate::layer_info::{self, check_entry_path, Limits};
-use crate::{Staged, Store};
+use crate::{Blobs, Staged, Store};
 
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -108,7 +108,7 @@ impl Entries {
 }
 
 fn read_entries(
-    store: &Store,
+    blobs: &Blobs,
     archive: &str,
     input: impl Read,
     limits: Limits,
@@ -162,10 +162,16 @@ fn read_entries(
             ));
         }
         let size = entry.size();
-        let mut ingest = store.blobs().ingest()?;
+        let mut ingest = blobs.ingest()?;
         if size <= MAX_METADATA_FILE {
             let mut bytes = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut bytes).map_err(tar_err)?;
+            if bytes.len() as u64 != size {
+                return Err(archive_err(
+                    archive,
+                    format!("is truncated: entry {name:?} declares {size} bytes but only {} follow; the file is incomplete: copy or save it again", bytes.len()),
+                ));
+            }
             ingest.write_all(&bytes).map_err(|e| StoreError::Io {
                 action: "writing",
                 path: ingest.temp_path().to_path_buf(),
@@ -174,10 +180,18 @@ fn read_entries(
             entries.small.insert(name.clone(), bytes);
         } else {
             let path = ingest.temp_path().to_path_buf();
-            copy_entry(&mut entry, &mut ingest).map_err(|e| match e {
+            let copied = copy_entry(&mut entry, &mut ingest).map_err(|e| match e {
                 CopyError::Read(e) => tar_err(e),
                 CopyError::Write(source) => StoreError::Io { action: "writing", path, source },
             })?;
+            // The tar reader ends an entry quietly at the end of the input: a header that
+            // claims more bytes than follow is a truncated (or forged) archive.
+            if copied != size {
+                return Err(archive_err(
+                    archive,
+                    format!("is truncated: entry {name:?} declares {size} bytes but only {copied} follow; the file is incomplete: copy or save it again"),
+                ));
+            }
         }
         // Blobs in an OCI layout are named by their digest: check it while staging.
         let expected =
@@ -195,6 +209,36 @@ fn read_entries(
         entries.files.insert(name, staged);
     }
     Ok(entries)
+}
+
+/// The files of an image archive, each staged (hashed, fsynced) in a [`Blobs`] ingest area,
+/// with entries named `blobs/sha256/<hex>` checked against their names. Links are resolved
+/// within the archive; names that escape it refuse the whole archive. Dropping it deletes
+/// the staged files.
+pub struct ArchiveEntries {
+    entries: Entries,
+}
+
+impl ArchiveEntries {
+    /// The staged file for an archive path (after links): (path, size, digest).
+    pub fn file(&self, name: &str) -> Option<(&Path, u64, &Digest)> {
+        self.entries.files.get(self.entries.resolve(name)).map(|s| (s.path(), s.size, &s.digest))
+    }
+    /// The bytes of a small (metadata-sized) file.
+    pub fn small(&self, name: &str) -> Option<&[u8]> {
+        self.entries.small.get(self.entries.resolve(name)).map(|v| &v[..])
+    }
+}
+
+/// Reads a docker-archive or OCI-layout tarball (plain, gzip or zstd, bounded by `limits`)
+/// into `blobs`' ingest area, with the same checks as [`load`], without touching a store.
+pub fn read_archive(
+    blobs: &Blobs,
+    archive: &str,
+    input: impl Read,
+    limits: Limits,
+) -> Result<ArchiveEntries> {
+    Ok(ArchiveEntries { entries: read_entries(blobs, archive, input, limits, &mut |_| {})? })
 }
 
 enum CopyError {
@@ -472,7 +516,7 @@ pub fn load(
     limits: Limits,
     progress: &mut dyn FnMut(LoadEvent),
 ) -> Result<Vec<LoadedImage>> {
-    let entries = read_entries(store, archive, input, limits, progress)?;
+    let entries = read_entries(store.blobs(), archive, input, limits, progress)?;
     let mut candidates = if entries.small.contains_key(entries.resolve("index.json")) {
         let mut c = oci_candidates(store, archive, &entries)?;
         // A Docker 25 archive carries RepoTags in manifest.json beside the OCI index.
@@ -711,8 +755,38 @@ impl<W: Write> TarOut<W> {
     }
 }
 
+/// An image to write into an archive, wherever its blobs live.
+pub struct ArchiveImage {
+    pub manifest_digest: Digest,
+    pub manifest_media_type: String,
+    pub config_digest: Digest,
+    pub layers: Vec<Digest>,
+    pub names: Vec<Reference>,
+}
+
 /// Writes `items` as one archive. Blobs are copied as stored: nothing is recompressed.
 pub fn save(store: &Store, items: &[SaveItem], format: SaveFormat, out: impl Write) -> Result<()> {
+    let images: Vec<ArchiveImage> = items
+        .iter()
+        .map(|i| ArchiveImage {
+            manifest_digest: i.image.manifest_digest.clone(),
+            manifest_media_type: i.image.manifest_media_type.clone(),
+            config_digest: i.image.id.clone(),
+            layers: i.image.layers.iter().map(|l| l.digest.clone()).collect(),
+            names: i.names.clone(),
+        })
+        .collect();
+    write_archive(&images, format, &|d| store.blobs().open_blob(d), out)
+}
+
+/// Writes `images` in Docker 25's layout (or a plain OCI layout), reading each blob from
+/// `open`. Blobs are copied byte for byte.
+pub fn write_archive(
+    images: &[ArchiveImage],
+    format: SaveFormat,
+    open: &dyn Fn(&Digest) -> Result<std::fs::File>,
+    out: impl Write,
+) -> Result<()> {
     let io_err = |e: io::Error| StoreError::Io {
         action: "writing",
         path: PathBuf::from("the archive"),
@@ -721,21 +795,23 @@ pub fn save(store: &Store, items: &[SaveItem], format: SaveFormat, out: impl Wri
     let mut tar = TarOut { builder: tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out)) };
     tar.dir("blobs/").map_err(io_err)?;
     tar.dir("blobs/sha256/").map_err(io_err)?;
-    let mut written = std::collections::HashSet::new();
+    let mut written = std::collections::HashMap::new();
     let mut index_manifests = Vec::new();
     let mut docker_manifest = Vec::new();
-    for item in items {
-        let image = &item.image;
-        for d in image.blobs() {
-            if !written.insert(d.clone()) {
+    for image in images {
+        let all = std::iter::once(&image.manifest_digest)
+            .chain(std::iter::once(&image.config_digest))
+            .chain(&image.layers);
+        for d in all {
+            if written.contains_key(d) {
                 continue;
             }
-            let file = store.blobs().open_blob(&d)?;
+            let file = open(d)?;
             let size = file.metadata().map_err(io_err)?.len();
             tar.file(&format!("blobs/sha256/{}", d.hex()), size, file).map_err(io_err)?;
+            written.insert(d.clone(), size);
         }
-        let manifest_size = store.blobs().size(&image.manifest_digest)?;
-        let names: Vec<&Reference> = item.names.iter().collect();
+        let manifest_size = written[&image.manifest_digest];
         let descriptor = |name: Option<&Reference>| {
             let mut d = json!({
                 "mediaType": image.manifest_media_type,
@@ -750,17 +826,17 @@ pub fn save(store: &Store, items: &[SaveItem], format: SaveFormat, out: impl Wri
             }
             d
         };
-        if names.is_empty() {
+        if image.names.is_empty() {
             index_manifests.push(descriptor(None));
         } else {
-            index_manifests.extend(names.iter().map(|n| descriptor(Some(n))));
+            index_manifests.extend(image.names.iter().map(|n| descriptor(Some(n))));
         }
         let layers: Vec<String> =
-            image.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect();
+            image.layers.iter().map(|l| format!("blobs/sha256/{}", l.hex())).collect();
         let repo_tags: Option<Vec<String>> =
-            (!names.is_empty()).then(|| names.iter().map(|n| n.familiar()).collect());
+            (!image.names.is_empty()).then(|| image.names.iter().map(|n| n.familiar()).collect());
         docker_manifest.push(json!({
-            "Config": format!("blobs/sha256/{}", image.id.hex()),
+            "Config": format!("blobs/sha256/{}", image.config_digest.hex()),
             "RepoTags": repo_tags,
             "Layers": layers,
         }));

@@ -99,14 +99,19 @@ impl Store {
                 }
             }
             let sql = |e| db.err(e);
-            let size: u64 = image.layers.iter().map(|l| l.content_size).sum();
+            // -1 (unknown) until every layer's content size is measured (see `pending`).
+            let size: i64 = if image.layers.iter().any(|l| l.content_size == crate::CONTENT_SIZE_PENDING) {
+                -1
+            } else {
+                image.layers.iter().map(|l| l.content_size).sum::<u64>() as i64
+            };
             let id = image.config_digest.to_string();
             tx.execute(
                 "INSERT INTO images (id, manifest_digest, manifest_media_type, created, added_at, size)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET manifest_digest = excluded.manifest_digest,
                      manifest_media_type = excluded.manifest_media_type",
-                params![id, image.manifest_digest.to_string(), image.manifest_media_type, image.created, now_unix(), size as i64],
+                params![id, image.manifest_digest.to_string(), image.manifest_media_type, image.created, now_unix(), size],
             )
             .map_err(sql)?;
             tx.execute("DELETE FROM image_blobs WHERE image_id = ?1", [&id]).map_err(sql)?;

@@ -19,6 +19,7 @@ pub mod images;
 pub mod import;
 pub mod layer_info;
 pub mod lease;
+pub mod pending;
 pub mod root;
 pub mod snapshots;
 
@@ -31,6 +32,7 @@ pub use cache::CacheEntry;
 pub use error::{Result, StoreError};
 pub use images::{ImageRecord, LayerRecord, NewImage, RemovalEvent};
 pub use lease::Lease;
+pub use pending::{PendingProblem, CONTENT_SIZE_PENDING};
 
 use error::IoContext;
 

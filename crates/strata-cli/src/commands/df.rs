@@ -41,7 +41,7 @@ const VERBOSE_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn run(ctx: &Context, args: DfArgs) -> Result<ExitCode> {
-    let store = ctx.store()?;
+    let store = ctx.store_with_sizes()?;
     let images = store.images().into_diagnostic()?;
     // A layer is shared when more than one image uses it.
     let mut users: HashMap<&strata_oci::Digest, (usize, u64)> = HashMap::new();

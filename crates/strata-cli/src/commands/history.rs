@@ -36,7 +36,7 @@ const HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn run(ctx: &Context, args: HistoryArgs) -> Result<ExitCode> {
-    let store = ctx.store()?;
+    let store = ctx.store_with_sizes()?;
     let image = store.resolve(&args.image).into_diagnostic()?;
     let config: Value = serde_json::from_slice(&store.blobs().read(&image.id).into_diagnostic()?)
         .into_diagnostic()?;

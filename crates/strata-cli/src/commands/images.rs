@@ -123,7 +123,7 @@ pub fn image_size(size: u64) -> String {
 }
 
 pub fn run(ctx: &Context, args: ImagesArgs) -> Result<ExitCode> {
-    let store = ctx.store()?;
+    let store = ctx.store_with_sizes()?;
     let images = store.images().into_diagnostic()?;
     let mut filters = parse_filters(&store, &args.filters, &images)?;
     if let Some(r) = &args.reference {

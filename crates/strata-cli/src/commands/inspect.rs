@@ -115,7 +115,7 @@ pub fn inspect_json(store: &Store, image: &ImageRecord) -> Result<Value> {
 }
 
 pub fn run(ctx: &Context, args: InspectArgs) -> Result<ExitCode> {
-    let store = ctx.store()?;
+    let store = ctx.store_with_sizes()?;
     let mut found = Vec::new();
     let mut failed = false;
     for name in &args.images {

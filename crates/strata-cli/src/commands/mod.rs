@@ -29,6 +29,20 @@ impl Context {
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot open the image store at {}", root.display()))
     }
+
+    /// The store, with the sizes of layers that `pull` recorded unread measured first
+    /// (for commands that show sizes). A layer that fails its check is reported and left
+    /// pending; the command goes on.
+    pub fn store_with_sizes(&self) -> Result<Store> {
+        let store = self.store()?;
+        let problems = store
+            .measure_pending_layers(strata_store::layer_info::Limits::default())
+            .into_diagnostic()?;
+        for p in problems {
+            eprintln!("WARNING: layer {}: {}", p.digest, p.message);
+        }
+        Ok(store)
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -11,7 +11,7 @@ use miette::{miette, IntoDiagnostic, Result};
 use strata_oci::{Platform, Reference};
 use strata_registry::{
     BlobOutcome, Client, ClientOptions, CredentialSource, Credentials, DockerConfig, Event,
-    PullOptions, PushOptions,
+    PullOptions, PushOptions, Transport, TransportCopyOptions,
 };
 
 use super::Context;
@@ -400,7 +400,8 @@ pub fn logout(_ctx: &Context, args: LogoutArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// Source: docker://NAME[:TAG|@DIGEST] or containers-storage:NAME (the local store)
+    /// Source: docker://NAME[:TAG|@DIGEST], oci:DIR[:REF], oci-archive:FILE[:REF],
+    /// docker-archive:FILE[:REF|:@N] or containers-storage:NAME (the local store)
     pub source: String,
     /// Destination, in the same transports
     pub destination: String,
@@ -418,32 +419,9 @@ pub struct CopyArgs {
     pub max_concurrent: usize,
 }
 
-enum Endpoint {
-    Registry(Reference),
-    Store(String),
-}
-
-fn transport(s: &str) -> Result<Endpoint> {
-    if let Some(r) = s.strip_prefix("docker://") {
-        return Ok(Endpoint::Registry(parse_ref(r)?));
-    }
-    if let Some(r) = s.strip_prefix("containers-storage:") {
-        return Ok(Endpoint::Store(r.to_string()));
-    }
-    match s.split_once(':').map(|(t, _)| t) {
-        Some(t @ ("oci" | "oci-archive" | "docker-archive" | "dir" | "docker-daemon")) => Err(miette!(
-            "transport {t:?} is not supported by strata copy yet (supported: docker://, containers-storage:); \
-             for archives use strata save/load"
-        )),
-        _ => Err(miette!(
-            "invalid image name {s:?}: expected TRANSPORT:NAME, e.g. docker://registry/repo:tag or containers-storage:repo:tag"
-        )),
-    }
-}
-
 pub fn copy(ctx: &Context, args: CopyArgs) -> Result<ExitCode> {
-    let src = transport(&args.source)?;
-    let dst = transport(&args.destination)?;
+    let src = Transport::parse(&args.source).map_err(|e| miette!("{e}"))?;
+    let dst = Transport::parse(&args.destination).map_err(|e| miette!("{e}"))?;
     let platform = args
         .platform
         .as_deref()
@@ -452,55 +430,23 @@ pub fn copy(ctx: &Context, args: CopyArgs) -> Result<ExitCode> {
     let display = Display::new(args.quiet, false);
     let client = client(&display, None)?;
     let rt = strata_registry::runtime().into_diagnostic()?;
-    match (src, dst) {
-        (Endpoint::Registry(s), Endpoint::Registry(d)) => {
-            let opts = strata_registry::CopyOptions {
-                all: args.all,
-                platform,
-                max_concurrent: args.max_concurrent.max(1),
-            };
-            let copied = rt
-                .block_on(strata_registry::copy_image(&client, &s, &d, &opts))
-                .map_err(|e| miette!("{e}"))?;
-            display.line(format!(
-                "Copied {} manifest(s), {} blob(s) ({} already there): {}",
-                copied.manifests, copied.blobs_copied, copied.blobs_skipped, copied.digest
-            ));
-        }
-        (Endpoint::Registry(s), Endpoint::Store(name)) => {
-            if args.all {
-                return Err(miette!(
-                    "--all into the local store is not supported: it keeps one platform per image"
-                ));
-            }
-            let store = ctx.store()?;
-            let opts = PullOptions {
-                platform,
-                max_concurrent: args.max_concurrent.max(1),
-                ..PullOptions::default()
-            };
-            let pulled = rt
-                .block_on(strata_registry::pull_image(&client, &store, &s, &opts))
-                .map_err(|e| miette!("{e}"))?;
-            if !name.is_empty() {
-                let target = parse_ref(&name)?;
-                store
-                    .tag(&pulled.image_id.to_string(), &target.with_default_tag())
-                    .into_diagnostic()?;
-            }
-            display.line(format!("Copied {}: {}", s.familiar(), pulled.digest));
-        }
-        (Endpoint::Store(name), Endpoint::Registry(d)) => {
-            let store = ctx.store()?;
-            let opts = PushOptions { max_concurrent: args.max_concurrent.max(1) };
-            let pushed = rt
-                .block_on(strata_registry::push_image(&client, &store, &name, &d, &opts))
-                .map_err(|e| miette!("{e}"))?;
-            display.line(format!("Copied {name} to {}: {}", d.familiar(), pushed.digest));
-        }
-        (Endpoint::Store(_), Endpoint::Store(_)) => {
-            return Err(miette!("both ends are the local store: use strata tag"));
-        }
-    }
+    let store = if matches!(src, Transport::Store(_)) || matches!(dst, Transport::Store(_)) {
+        Some(ctx.store()?)
+    } else {
+        None
+    };
+    let opts = TransportCopyOptions {
+        all: args.all,
+        platform,
+        max_concurrent: args.max_concurrent.max(1),
+        ..TransportCopyOptions::default()
+    };
+    let copied = rt
+        .block_on(strata_registry::copy_between(&client, store.as_ref(), &src, &dst, &opts))
+        .map_err(|e| miette!("copying {src} to {dst}: {e}"))?;
+    display.line(format!(
+        "Copied {} manifest(s), {} blob(s) ({} already there): {}",
+        copied.manifests, copied.blobs_copied, copied.blobs_skipped, copied.digest
+    ));
     Ok(ExitCode::SUCCESS)
 }
