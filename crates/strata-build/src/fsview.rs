@@ -110,9 +110,47 @@ fn list_merged(lowers: &[PathBuf], rel: &Path) -> io::Result<BTreeMap<Vec<u8>, (
 /// Ownership and mode changes applied to everything copied.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct CopyAttrs {
-    pub uid: u32,
-    pub gid: u32,
+    /// `None` keeps the source's owner (BuildKit's `COPY --from` without `--chown`).
+    pub owner: Option<(u32, u32)>,
     pub chmod: Option<u32>,
+}
+
+impl CopyAttrs {
+    fn owner_for(&self, md: &fs::Metadata) -> (u32, u32) {
+        self.owner.unwrap_or((md.uid(), md.gid()))
+    }
+}
+
+/// Creates the directories of `rel` missing in the layer dir `layer`, as BuildKit's
+/// MkdirAll does for a COPY: one the stack `lowers` already has keeps that one's mode
+/// and owner (the layer must not change it), a new one is 0755 and owned by `owner`
+/// (the `--chown` user, else root).
+pub(crate) fn make_parents(
+    layer: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    owner: (u32, u32),
+) -> io::Result<()> {
+    let mut acc = PathBuf::new();
+    for c in rel.components() {
+        acc.push(c);
+        let p = layer.join(&acc);
+        if p.symlink_metadata().is_ok() {
+            continue;
+        }
+        fs::create_dir(&p)?;
+        match lookup(lowers, &acc).map(|(l, _)| fs::symlink_metadata(l)) {
+            Some(Ok(md)) if md.is_dir() => {
+                lchown(&p, md.uid(), md.gid())?;
+                set_mode(&p, md.mode() & 0o7777)?;
+            }
+            _ => {
+                lchown(&p, owner.0, owner.1)?;
+                set_mode(&p, 0o755)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
@@ -131,14 +169,16 @@ pub(crate) fn copy_leaf(src: &Path, md: &fs::Metadata, dst: &Path, a: CopyAttrs)
     }
     if md.file_type().is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
-        return lchown(dst, a.uid, a.gid);
+        let (uid, gid) = a.owner_for(md);
+        return lchown(dst, uid, gid);
     }
     if !md.is_file() {
         // Devices, sockets, fifos and whiteouts are not copied.
         return Ok(());
     }
     fs::copy(src, dst)?;
-    lchown(dst, a.uid, a.gid)?;
+    let (uid, gid) = a.owner_for(md);
+    lchown(dst, uid, gid)?;
     set_mode(dst, a.chmod.unwrap_or(md.mode() & 0o7777))?;
     if let Ok(t) = md.modified() {
         let f = fs::File::options().write(true).open(dst)?;
@@ -157,7 +197,8 @@ pub(crate) fn make_dir(md: &fs::Metadata, dst: &Path, a: CopyAttrs) -> io::Resul
     if !dst.is_dir() {
         fs::create_dir(dst)?;
     }
-    lchown(dst, a.uid, a.gid)?;
+    let (uid, gid) = a.owner_for(md);
+    lchown(dst, uid, gid)?;
     set_mode(dst, a.chmod.unwrap_or(md.mode() & 0o7777))
 }
 

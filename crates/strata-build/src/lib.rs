@@ -12,6 +12,7 @@
 
 mod context;
 mod fsview;
+mod history;
 mod mounts;
 
 use std::cell::RefCell;
@@ -154,6 +155,9 @@ struct StageState {
     workdir: String,
     user: String,
     cmd_set: bool,
+    /// The ARGs this stage declared so far, in order: BuildKit lists them, with their
+    /// values, in a RUN's history entry (a stage does not inherit its base stage's).
+    args: Vec<String>,
     /// Cache key of the last step.
     key: String,
     /// The latest `created` time of this build's steps.
@@ -469,6 +473,7 @@ impl<'a> Builder<'a> {
                     workdir: String::new(),
                     user: String::new(),
                     cmd_set: false,
+                    args: Vec::new(),
                     key: String::new(),
                     created: None,
                 },
@@ -479,6 +484,7 @@ impl<'a> Builder<'a> {
                     BuildError::Other(format!("stage {p} was not built before stage {si}"))
                 })?;
                 s.cmd_set = false;
+                s.args.clear();
                 let k = format!("stage {}", s.key);
                 (s, k)
             }
@@ -539,6 +545,7 @@ impl<'a> Builder<'a> {
             workdir: c.working_dir.clone().unwrap_or_default(),
             user: c.user.clone().unwrap_or_default(),
             cmd_set: false,
+            args: Vec::new(),
             key: String::new(),
             created: None,
         };
@@ -685,7 +692,20 @@ impl<'a> Builder<'a> {
         };
         let text = instruction_text(self.df, ins);
         match &ins.kind {
-            InstructionKind::Arg(_) => {}
+            InstructionKind::Arg(decls) => {
+                // BuildKit: `ARG` and each name with its default as written, expanded;
+                // not the value a --build-arg gives it.
+                let mut shown = Vec::new();
+                for d in decls {
+                    let name = self.expand(&d.name, env, span)?;
+                    shown.push(match &d.default {
+                        Some(v) => format!("{name}={}", self.expand(v, env, span)?),
+                        None => name.clone(),
+                    });
+                    st.args.push(name);
+                }
+                st.config.add_empty_layer_history(hist(format!("ARG {}", shown.join(" "))));
+            }
             InstructionKind::Env { vars, .. } => {
                 let mut shown: Vec<(String, String)> = Vec::new();
                 for kv in vars {
@@ -736,12 +756,9 @@ impl<'a> Builder<'a> {
                 let lowers = self.lowers(st)?;
                 if !rel.as_os_str().is_empty() && !fsview::is_dir(&lowers, &rel) {
                     let dir = self.fresh_dir("workdir")?;
-                    let target = dir.join(&rel);
-                    fs::create_dir_all(&target)
-                        .map_err(io_ctx(format!("creating {}", target.display())))?;
+                    // BuildKit's mkdir -p as the USER: every directory it makes is theirs.
                     let owner = self.resolve_owner(&lowers, &st.user, span)?;
-                    std::os::unix::fs::lchown(&target, Some(owner.0), Some(owner.1))
-                        .map_err(io_ctx("setting the owner of the WORKDIR"))?;
+                    Mkdirs { lowers: &lowers, owner }.make(&dir, &rel)?;
                     return self.add_layer(st, dir, hist(format!("WORKDIR {abs}"))).map(Some);
                 }
                 st.config.add_empty_layer_history(hist(format!("WORKDIR {abs}")));
@@ -750,7 +767,8 @@ impl<'a> Builder<'a> {
                 let v = self.shell_or_exec(st, c);
                 st.config.set_cmd(Some(v.clone()));
                 st.cmd_set = true;
-                st.config.add_empty_layer_history(hist(format!("CMD {}", json_list(&v))));
+                st.config
+                    .add_empty_layer_history(hist(format!("CMD {}", history::go_quoted_list(&v))));
             }
             InstructionKind::Entrypoint(c) => {
                 let v = self.shell_or_exec(st, c);
@@ -759,24 +777,32 @@ impl<'a> Builder<'a> {
                 if !st.cmd_set {
                     st.config.set_cmd(None);
                 }
-                st.config.add_empty_layer_history(hist(format!("ENTRYPOINT {}", json_list(&v))));
+                st.config.add_empty_layer_history(hist(format!(
+                    "ENTRYPOINT {}",
+                    history::go_quoted_list(&v)
+                )));
             }
             InstructionKind::Shell(s) => {
                 st.shell = s.clone();
                 st.config.set_shell(s.clone());
-                st.config.add_empty_layer_history(hist(format!("SHELL {}", json_list(s))));
+                st.config.add_empty_layer_history(hist(format!("SHELL {}", history::go_list(s))));
             }
             InstructionKind::Expose(ports) => {
-                let mut shown = Vec::new();
+                // Docker's nat.ParsePortSpecs: `8080/TCP`, `08080` and `8080` are one port.
+                let mut keys = std::collections::BTreeSet::new();
                 for p in ports {
                     for p in
                         self.lex.process_words(p, env).map_err(|e| self.err(span, e.to_string()))?
                     {
-                        st.config.expose_port(&p);
-                        shown.push(if p.contains('/') { p } else { format!("{p}/tcp") });
+                        let k = history::port_keys(&p)
+                            .map_err(|e| self.err(span, format!("EXPOSE {p}: {e}")))?;
+                        keys.extend(k);
                     }
                 }
-                st.config.add_empty_layer_history(hist(format!("EXPOSE map[{}]", shown.join(" "))));
+                for k in &keys {
+                    st.config.expose_port(k);
+                }
+                st.config.add_empty_layer_history(hist(history::expose(&keys)));
             }
             InstructionKind::Volume(vols) => {
                 let mut shown = Vec::new();
@@ -785,7 +811,8 @@ impl<'a> Builder<'a> {
                     st.config.add_volume(&v);
                     shown.push(v);
                 }
-                st.config.add_empty_layer_history(hist(format!("VOLUME {}", json_list(&shown))));
+                st.config
+                    .add_empty_layer_history(hist(format!("VOLUME {}", history::go_list(&shown))));
             }
             InstructionKind::Stopsignal(s) => {
                 let s = self.expand(s, env, span)?;
@@ -818,15 +845,15 @@ impl<'a> Builder<'a> {
                     }
                 };
                 st.config.set_healthcheck(Some(&hc));
-                st.config.add_empty_layer_history(hist(text.clone()));
+                st.config.add_empty_layer_history(hist(history::healthcheck(&hc)));
             }
             InstructionKind::Onbuild(_) => {
                 let trigger = text
                     .split_once(char::is_whitespace)
                     .map(|(_, rest)| rest.trim().to_string())
                     .unwrap_or_default();
+                // BuildKit records the trigger in the config only: no history entry.
                 st.config.add_onbuild(&trigger);
-                st.config.add_empty_layer_history(hist(text.clone()));
             }
             InstructionKind::Maintainer(m) => {
                 st.config.set_author(m);
@@ -845,7 +872,12 @@ impl<'a> Builder<'a> {
                     }
                 };
                 let (args, script) = self.run_args(st, cmd, heredocs);
-                let by = format!("RUN {} # buildkit", args.join(" "));
+                let build_args: Vec<(String, String)> = st
+                    .args
+                    .iter()
+                    .map(|k| (k.clone(), env.0.get(k).cloned().unwrap_or_default()))
+                    .collect();
+                let by = format!("{} # buildkit", history::run(&args, &build_args));
                 if let Some(h) = hit {
                     return self.apply_cached(st, h, hist(by));
                 }
@@ -854,7 +886,13 @@ impl<'a> Builder<'a> {
             }
             InstructionKind::Copy(spec) | InstructionKind::Add(spec) => {
                 let add = matches!(ins.kind, InstructionKind::Add(_));
-                let by = format!("{} # buildkit", text);
+                // BuildKit: the keyword, the expanded sources and destination, no flags.
+                let mut by = String::from(if add { "ADD" } else { "COPY" });
+                for w in spec.srcs.iter().chain([&spec.dest]) {
+                    by.push(' ');
+                    by.push_str(&self.expand(w, env, span)?);
+                }
+                by.push_str(" # buildkit");
                 if let Some(h) = hit {
                     return self.apply_cached(st, h, hist(by));
                 }
@@ -1110,14 +1148,23 @@ impl<'a> Builder<'a> {
             format!("{}/{dest_raw}", st.workdir)
         };
         let dest_rel = fsview::clean_rel(&dest_abs);
+        let lowers = self.lowers(st)?;
+        let chown = match &spec.chown {
+            Some(c) => {
+                let c = self.expand(c, env, span)?;
+                Some(self.resolve_owner(&lowers, &c, span)?)
+            }
+            None => None,
+        };
+        // Directories the copy creates belong to the --chown user, else root.
+        let mk = Mkdirs { lowers: &lowers, owner: chown.unwrap_or((0, 0)) };
         let attrs = {
-            let (uid, gid) = match &spec.chown {
-                Some(c) => {
-                    let c = self.expand(c, env, span)?;
-                    let lowers = self.lowers(st)?;
-                    self.resolve_owner(&lowers, &c, span)?
-                }
-                None => (0, 0),
+            // BuildKit keeps the owners of files from another stage or image; context
+            // files are root's.
+            let owner = match (chown, &spec.from) {
+                (Some(o), _) => Some(o),
+                (None, Some(_)) => None,
+                (None, None) => Some((0, 0)),
             };
             let chmod = match &spec.chmod {
                 Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
@@ -1125,14 +1172,14 @@ impl<'a> Builder<'a> {
                 })?),
                 None => None,
             };
-            CopyAttrs { uid, gid, chmod }
+            CopyAttrs { owner, chmod }
         };
         let layer = self.fresh_dir("copy")?;
         let dest_is_dir = dest_raw.ends_with('/')
             || dest_raw.ends_with("/.")
             || dest_raw == "."
             || srcs.len() > 1
-            || fsview::is_dir(&self.lowers(st)?, &dest_rel);
+            || fsview::is_dir(&lowers, &dest_rel);
         // Where the sources come from: another stage / an image, or the context.
         let from_stack: Option<Vec<PathBuf>> = match &spec.from {
             None => None,
@@ -1159,7 +1206,8 @@ impl<'a> Builder<'a> {
                         ));
                     };
                     let is_dir = top.is_dir() && !top.is_symlink();
-                    let target = self.dest_for(&layer, &dest_rel, &rel, is_dir, dest_is_dir)?;
+                    let target =
+                        self.dest_for(&layer, &dest_rel, &rel, is_dir, dest_is_dir, &mk)?;
                     fsview::copy_from_stack(stack, &rel, &target, attrs)
                         .map_err(io_ctx(format!("copying /{}", rel.display())))?;
                 }
@@ -1170,15 +1218,10 @@ impl<'a> Builder<'a> {
                         let md = fs::symlink_metadata(&host)
                             .map_err(io_ctx(format!("reading {}", host.display())))?;
                         let target =
-                            self.dest_for(&layer, &dest_rel, &m, md.is_dir(), dest_is_dir)?;
+                            self.dest_for(&layer, &dest_rel, &m, md.is_dir(), dest_is_dir, &mk)?;
                         if add && md.is_file() && is_archive(&host) {
-                            let dir = if dest_is_dir || dest_rel.as_os_str().is_empty() {
-                                layer.join(&dest_rel)
-                            } else {
-                                target.clone()
-                            };
-                            fs::create_dir_all(&dir)
-                                .map_err(io_ctx("creating the ADD destination"))?;
+                            mk.make(&layer, &dest_rel)?;
+                            let dir = layer.join(&dest_rel);
                             let f = fs::File::open(&host)
                                 .map_err(io_ctx(format!("opening {}", host.display())))?;
                             let o = UnpackOptions {
@@ -1207,6 +1250,7 @@ impl<'a> Builder<'a> {
         src_rel: &Path,
         src_is_dir: bool,
         dest_is_dir: bool,
+        mk: &Mkdirs,
     ) -> Result<PathBuf> {
         let base = layer.join(dest_rel);
         let target = if src_is_dir || !dest_is_dir {
@@ -1218,8 +1262,8 @@ impl<'a> Builder<'a> {
             }
         };
         let parent = if src_is_dir { Some(target.as_path()) } else { target.parent() };
-        if let Some(p) = parent {
-            fs::create_dir_all(p).map_err(io_ctx(format!("creating {}", p.display())))?;
+        if let Some(p) = parent.and_then(|p| p.strip_prefix(layer).ok()) {
+            mk.make(layer, p)?;
         }
         Ok(target)
     }
@@ -1341,6 +1385,19 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// How a COPY creates the directories on the way to its destination.
+struct Mkdirs<'l> {
+    lowers: &'l [PathBuf],
+    owner: (u32, u32),
+}
+
+impl Mkdirs<'_> {
+    fn make(&self, layer: &Path, rel: &Path) -> Result<()> {
+        fsview::make_parents(layer, rel, self.lowers, self.owner)
+            .map_err(io_ctx(format!("creating /{} in the layer", rel.display())))
+    }
+}
+
 fn copy_ctx_dir(
     ignore: &IgnoreMatcher,
     rel: &Path,
@@ -1391,10 +1448,6 @@ fn oci_layer_type(media_type: &str) -> &str {
         "application/vnd.docker.image.rootfs.diff.tar" => OCI_LAYER_TAR,
         other => other,
     }
-}
-
-fn json_list(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// The instruction as written, continuation lines joined.

@@ -22,7 +22,9 @@ use crate::{
 };
 
 /// Context files show up owned by root, as COPY makes them.
-const ROOT: CopyAttrs = CopyAttrs { uid: 0, gid: 0, chmod: None };
+const ROOT: CopyAttrs = CopyAttrs { owner: Some((0, 0)), chmod: None };
+/// A stage's or image's files keep their owners, as in the mounted snapshot.
+const KEEP: CopyAttrs = CopyAttrs { owner: None, chmod: None };
 
 /// What a RUN's mounts hold on to while it runs.
 #[derive(Default)]
@@ -188,7 +190,7 @@ impl Builder<'_> {
                             let dir = self.fresh_dir("bind")?;
                             p.scratch.push(dir.clone());
                             let copy = dir.join("src");
-                            fsview::copy_from_stack(&stack, &rel, &copy, ROOT).map_err(|e| {
+                            fsview::copy_from_stack(&stack, &rel, &copy, KEEP).map_err(|e| {
                                 self.err(span, format!("bind mount source {src:?} in {f}: {e}"))
                             })?;
                             copy

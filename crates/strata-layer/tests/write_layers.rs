@@ -269,6 +269,21 @@ fn overlay_upper_dir_becomes_whiteouts_and_back() {
             ("var/cache/fresh".into(), R),
         ]
     );
+    // As Docker writes them: whiteouts are 0600 files, the opaque marker has its dir's mode.
+    let cache_mode = fs::metadata(upper.join("var/cache")).unwrap().permissions();
+    fs::set_permissions(upper.join("var/cache"), fs::Permissions::from_mode(0o750)).unwrap();
+    let (blob2, _) = write(&upper, &uncompressed());
+    fs::set_permissions(upper.join("var/cache"), cache_mode).unwrap();
+    for e in tar::Archive::new(&blob2[..]).entries().unwrap() {
+        let e = e.unwrap();
+        let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mode = e.header().mode().unwrap();
+        match path.as_str() {
+            "etc/.wh.gone" | "etc/.wh.gone2" => assert_eq!(mode, 0o600, "{path}"),
+            "var/cache/.wh..wh..opq" => assert_eq!(mode, 0o750, "{path}"),
+            _ => {}
+        }
+    }
 
     // Applied onto a lower rootfs: deletions and the opaque dir take effect.
     let lower = t.path().join("lower");

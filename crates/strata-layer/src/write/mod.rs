@@ -111,7 +111,12 @@ fn write_node<W: io::Write>(
     header.set_mtime(opts.source_date_epoch.map_or(mtime, |epoch| mtime.min(epoch)));
 
     match node.kind {
-        NodeKind::Whiteout | NodeKind::OpaqueMarker => header.set_entry_type(EntryType::Regular),
+        NodeKind::Whiteout => {
+            header.set_entry_type(EntryType::Regular);
+            // Docker's overlay differ writes whiteouts as 0600 files.
+            header.set_mode(0o600);
+        }
+        NodeKind::OpaqueMarker => header.set_entry_type(EntryType::Regular),
         NodeKind::Plain => {
             let inode = (meta.dev(), meta.ino());
             if !ft.is_dir() && meta.nlink() > 1 {

@@ -1,0 +1,3 @@
+// Prints a value computed by the dependency npm ci installed.
+const ms = require("ms");
+console.log("node ok " + ms("2 days"));
