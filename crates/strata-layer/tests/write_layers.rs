@@ -355,3 +355,114 @@ fn file_shrinking_during_write_is_an_error_not_a_corrupt_layer() {
     let msg = writer.join().unwrap().unwrap_err().to_string();
     assert!(msg.contains("b-victim") && msg.contains("shrank"), "{msg}");
 }
+
+/// Deterministic xorshift bytes.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len.div_ceil(8))
+        .flat_map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s.to_le_bytes()
+        })
+        .take(len)
+        .collect()
+}
+
+/// Big enough for several gzip chunks and several zstd jobs (8 MiB each at level 3):
+/// random files, text, and many small random files whose headers compress.
+fn make_big_mixed_tree(root: &Path) {
+    fs::create_dir_all(root.join("small")).unwrap();
+    for i in 0..400 {
+        let len = 64 + (i * 37 % 4000);
+        fs::write(root.join(format!("small/{i:04}")), random_bytes(len, i as u64)).unwrap();
+    }
+    let text: Vec<u8> = (0..3_000_000u32)
+        .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+        .take(3 << 20)
+        .collect();
+    fs::write(root.join("text"), text).unwrap();
+    for i in 0..3 {
+        fs::write(root.join(format!("random{i}")), random_bytes(6 << 20, 1000 + i)).unwrap();
+    }
+}
+
+fn unix_decompress(tool: &str, blob: &[u8]) -> Vec<u8> {
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("blob");
+    fs::write(&path, blob).unwrap();
+    let test = Command::new(tool).arg("-t").arg(&path).output().unwrap();
+    assert!(test.status.success(), "{tool} -t: {}", String::from_utf8_lossy(&test.stderr));
+    let out = Command::new(tool).arg("-dc").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{tool} -dc: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn compressed_bytes_do_not_depend_on_thread_count() {
+    let t = tempfile::tempdir().unwrap();
+    make_big_mixed_tree(t.path());
+    let (tar, plain) = write(t.path(), &uncompressed());
+    for (compression, tool) in [(Compression::Gzip, "gzip"), (Compression::Zstd, "zstd")] {
+        let with =
+            |threads| WriteOptions { compression, threads: Some(threads), ..Default::default() };
+        let (one, d1) = write(t.path(), &with(1));
+        assert_eq!(d1.diff_id, plain.diff_id);
+        for threads in [2, 4] {
+            let (blob, d) = write(t.path(), &with(threads));
+            assert!(blob == one, "{compression}: {threads} threads wrote other bytes than 1");
+            assert_eq!(d, d1);
+        }
+        assert!(unix_decompress(tool, &one) == tar, "{tool} -dc gives the tar back");
+        assert!(one.len() < tar.len() * 9 / 10, "{compression}: {} of {}", one.len(), tar.len());
+    }
+}
+
+#[test]
+fn parallel_gzip_is_one_member_with_the_usual_header() {
+    let t = tempfile::tempdir().unwrap();
+    make_big_mixed_tree(t.path());
+    let (tar, _) = write(t.path(), &uncompressed());
+    let (blob, _) = write(t.path(), &WriteOptions::default());
+    assert_eq!(&blob[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    let mut member = flate2::bufread::GzDecoder::new(&blob[..]);
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut member, &mut out).unwrap();
+    assert!(out == tar);
+    assert!(member.into_inner().is_empty(), "nothing after the first member");
+}
+
+/// Fails after `budget` bytes, like a full disk.
+struct FailingWriter {
+    budget: usize,
+}
+
+impl std::io::Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.budget {
+            return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full"));
+        }
+        self.budget -= buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_destination_is_a_write_error() {
+    let t = tempfile::tempdir().unwrap();
+    make_big_mixed_tree(t.path());
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        for (budget, threads) in [(0, 4), (5 << 20, 2), (5 << 20, 1)] {
+            let opts = WriteOptions { compression, threads: Some(threads), ..Default::default() };
+            let err = write_layer(t.path(), FailingWriter { budget }, &opts).unwrap_err();
+            assert!(
+                matches!(&err, strata_layer::LayerError::Write(e) if e.kind() == std::io::ErrorKind::StorageFull),
+                "{compression}, budget {budget}: {err}"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! user/group names), PAX records in a fixed order, no atime/ctime, and a gzip header
 //! without timestamp.
 
+mod parallel_gzip;
 mod pipeline;
 mod walk;
 
@@ -34,6 +35,9 @@ pub struct WriteOptions {
     /// Treat the tree as an overlayfs upper dir: char devices 0:0 become `.wh.<name>` and
     /// directories with the overlay opaque xattr get a `.wh..wh..opq` entry.
     pub overlay_whiteouts: bool,
+    /// Compression threads; `None` for `std::thread::available_parallelism()` (at most 16).
+    /// The blob's bytes are the same for any value.
+    pub threads: Option<usize>,
 }
 
 impl Default for WriteOptions {
@@ -43,7 +47,20 @@ impl Default for WriteOptions {
             level: None,
             source_date_epoch: None,
             overlay_whiteouts: true,
+            threads: None,
         }
+    }
+}
+
+/// Default thread cap: past it the single-threaded tar and sha256 stages are the limit, and
+/// each gzip thread holds up to two 1 MiB jobs with their output.
+const MAX_DEFAULT_THREADS: usize = 16;
+
+impl WriteOptions {
+    fn thread_count(&self) -> usize {
+        let default =
+            || std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_DEFAULT_THREADS));
+        self.threads.unwrap_or_else(default).max(1)
     }
 }
 
@@ -67,7 +84,8 @@ pub fn write_layer<W: io::Write>(
     opts: &WriteOptions,
 ) -> Result<LayerDescriptor, LayerError> {
     let nodes = walk::collect(dir, opts.overlay_whiteouts)?;
-    let sink = pipeline::pipeline(opts.compression, opts.level, out).map_err(LayerError::Write)?;
+    let sink = pipeline::pipeline(opts.compression, opts.level, opts.thread_count(), out)
+        .map_err(LayerError::Write)?;
     let mut builder = tar::Builder::new(sink);
     let mut first_links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     for node in &nodes {

@@ -3,30 +3,40 @@
 
 use std::io::{self, Write};
 
-use flate2::write::GzEncoder;
 use strata_oci::{Digest, DigestWriter};
 
+use super::parallel_gzip::ParallelGzEncoder;
 use crate::compression::Compression;
 
 /// The compressor stage.
 pub(crate) enum Encoder<W: Write> {
     None(W),
-    Gzip(GzEncoder<W>),
+    Gzip(ParallelGzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Encoder<W> {
-    /// `level`: gzip 0-9 (default 6), zstd 1-22 (default 3).
-    pub(crate) fn new(compression: Compression, level: Option<i32>, out: W) -> io::Result<Self> {
+    /// `level`: gzip 0-9 (default 6), zstd 1-22 (default 3). `threads`: compression
+    /// threads (at least 1); the output bytes do not depend on it.
+    pub(crate) fn new(
+        compression: Compression,
+        level: Option<i32>,
+        threads: usize,
+        out: W,
+    ) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Encoder::None(out),
-            // flate2's header has mtime 0 and no file name: the output depends only on input.
             Compression::Gzip => {
                 let level = level.unwrap_or(6).clamp(0, 9) as u32;
-                Encoder::Gzip(GzEncoder::new(out, flate2::Compression::new(level)))
+                Encoder::Gzip(ParallelGzEncoder::new(out, level, threads))
             }
             Compression::Zstd => {
-                Encoder::Zstd(zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?)
+                let mut z = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;
+                // Always at least one worker: zstd's output is the same for any nbWorkers >= 1
+                // but differs from single-threaded mode (0), so 0 would make layers depend on
+                // the machine.
+                z.multithread(threads.max(1) as u32)?;
+                Encoder::Zstd(z)
             }
         })
     }
@@ -64,9 +74,10 @@ pub(crate) type Pipeline<W> = DigestWriter<Encoder<DigestWriter<W>>>;
 pub(crate) fn pipeline<W: Write>(
     compression: Compression,
     level: Option<i32>,
+    threads: usize,
     out: W,
 ) -> io::Result<Pipeline<W>> {
-    Ok(DigestWriter::new(Encoder::new(compression, level, DigestWriter::new(out))?))
+    Ok(DigestWriter::new(Encoder::new(compression, level, threads, DigestWriter::new(out))?))
 }
 
 /// Both digests and sizes once the tar is complete.
