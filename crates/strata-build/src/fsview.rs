@@ -10,6 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+use crate::filecopy::CopyBatch;
+
 pub(crate) fn is_whiteout(md: &fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
@@ -162,31 +164,6 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-/// Copies one file or symlink `src` (a host path) to `dst`.
-pub(crate) fn copy_leaf(src: &Path, md: &fs::Metadata, dst: &Path, a: CopyAttrs) -> io::Result<()> {
-    if dst.symlink_metadata().is_ok() && !dst.is_dir() {
-        fs::remove_file(dst)?;
-    }
-    if md.file_type().is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
-        let (uid, gid) = a.owner_for(md);
-        return lchown(dst, uid, gid);
-    }
-    if !md.is_file() {
-        // Devices, sockets, fifos and whiteouts are not copied.
-        return Ok(());
-    }
-    fs::copy(src, dst)?;
-    let (uid, gid) = a.owner_for(md);
-    lchown(dst, uid, gid)?;
-    set_mode(dst, a.chmod.unwrap_or(md.mode() & 0o7777))?;
-    if let Ok(t) = md.modified() {
-        let f = fs::File::options().write(true).open(dst)?;
-        f.set_modified(t)?;
-    }
-    Ok(())
-}
-
 /// Creates directory `dst` (if missing) with the attributes of `md`.
 pub(crate) fn make_dir(md: &fs::Metadata, dst: &Path, a: CopyAttrs) -> io::Result<()> {
     if let Ok(existing) = dst.symlink_metadata() {
@@ -202,39 +179,62 @@ pub(crate) fn make_dir(md: &fs::Metadata, dst: &Path, a: CopyAttrs) -> io::Resul
     set_mode(dst, a.chmod.unwrap_or(md.mode() & 0o7777))
 }
 
-/// Copies `rel` of a layer stack (a file, symlink or whole directory) to `dst`.
+/// Copies `rel` of a layer stack (a file, symlink or whole directory) to `dst`: the
+/// directories at once, the files in parallel. With `link`, files whose attributes stay
+/// are hard-linked: only for a destination nothing will write to (a layer directory, a
+/// read-only mount), as the links share the stack's inodes.
 pub(crate) fn copy_from_stack(
     lowers: &[PathBuf],
     rel: &Path,
     dst: &Path,
     a: CopyAttrs,
+    link: bool,
 ) -> io::Result<()> {
     let Some((top, i)) = lookup(lowers, rel) else {
         return Err(io::Error::new(io::ErrorKind::NotFound, "not found"));
     };
-    copy_entry_from_stack(&lowers[..=i], rel, &top, dst, a, true)
+    let mut batch = CopyBatch::default();
+    let mut walk = StackCopy { a, link, batch: &mut batch };
+    walk.entry(&lowers[..=i], rel, &top, dst, true)?;
+    batch.run().map(|_| ())
 }
 
-fn copy_entry_from_stack(
-    lowers: &[PathBuf],
-    rel: &Path,
-    top: &Path,
-    dst: &Path,
+/// The state of one [`copy_from_stack`] walk.
+struct StackCopy<'b, 'p> {
     a: CopyAttrs,
-    contents_only: bool,
-) -> io::Result<()> {
-    let md = fs::symlink_metadata(top)?;
-    if !md.is_dir() {
-        return copy_leaf(top, &md, dst, a);
+    link: bool,
+    batch: &'b mut CopyBatch<'p>,
+}
+
+impl StackCopy<'_, '_> {
+    fn entry(
+        &mut self,
+        lowers: &[PathBuf],
+        rel: &Path,
+        top: &Path,
+        dst: &Path,
+        contents_only: bool,
+    ) -> io::Result<()> {
+        let md = fs::symlink_metadata(top)?;
+        if !md.is_dir() {
+            if self.link {
+                // Layer directories never change once written: link when the attributes stay.
+                self.batch.add_immutable(top, md, dst.to_path_buf(), self.a);
+            } else {
+                self.batch.add(top, md, dst.to_path_buf(), self.a);
+            }
+            return Ok(());
+        }
+        if !contents_only || !dst.is_dir() {
+            make_dir(&md, dst, self.a)?;
+        }
+        for (name, (path, depth)) in list_merged(lowers, rel)? {
+            let name = std::ffi::OsStr::from_bytes(&name);
+            let (child, target) = (rel.join(name), dst.join(name));
+            self.entry(&lowers[..depth], &child, &path, &target, false)?;
+        }
+        Ok(())
     }
-    if !contents_only || !dst.is_dir() {
-        make_dir(&md, dst, a)?;
-    }
-    for (name, (path, depth)) in list_merged(lowers, rel)? {
-        let name = std::ffi::OsStr::from_bytes(&name);
-        copy_entry_from_stack(&lowers[..depth], &rel.join(name), &path, &dst.join(name), a, false)?;
-    }
-    Ok(())
 }
 
 /// Sum of regular file sizes under `dir` (what Docker reports as a layer's size).

@@ -190,9 +190,10 @@ impl Builder<'_> {
                             let dir = self.fresh_dir("bind")?;
                             p.scratch.push(dir.clone());
                             let copy = dir.join("src");
-                            fsview::copy_from_stack(&stack, &rel, &copy, KEEP).map_err(|e| {
-                                self.err(span, format!("bind mount source {src:?} in {f}: {e}"))
-                            })?;
+                            fsview::copy_from_stack(&stack, &rel, &copy, KEEP, m.readonly)
+                                .map_err(|e| {
+                                    self.err(span, format!("bind mount source {src:?} in {f}: {e}"))
+                                })?;
                             copy
                         }
                     };

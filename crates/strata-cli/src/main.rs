@@ -1,5 +1,6 @@
 //! `strata`: Docker-compatible image tooling without a daemon.
 
+mod build_progress;
 mod commands;
 mod progress;
 

@@ -557,6 +557,173 @@ fn independent_stages_run_in_parallel() {
 }
 
 #[test]
+fn a_failing_stage_stops_the_others_and_keeps_what_was_written() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(&ctx, "data.txt", "kept\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS slow\n\
+         COPY data.txt /data.txt\n\
+         ARG SLEEP=30\n\
+         RUN sleep $SLEEP && echo never > /x\n\
+         FROM busybox AS broken\n\
+         RUN sleep 0.5 && echo about to fail && exit 3\n\
+         FROM busybox\n\
+         COPY --from=slow /x /x\n\
+         COPY --from=broken /y /y\n",
+    );
+    let started = std::time::Instant::now();
+    let out = build(&env, &ctx, &["-t", "broken:1"]);
+    let took = started.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(took < 10.0, "the sleeping stage was not stopped: {took:.1} s\n{err}");
+    assert!(err.contains("exit code: 3"), "the first failure is the one reported:\n{err}");
+    assert!(err.contains("about to fail"), "{err}");
+    // The COPY before the killed RUN finished, so it is cached for the next try.
+    let again = build(&env, &ctx, &["--target", "slow", "--build-arg", "SLEEP=0"]);
+    let err2 = String::from_utf8_lossy(&again.stderr);
+    assert!(err2.contains("#2 CACHED"), "the finished COPY was cached:\n{err2}");
+}
+
+#[test]
+fn onbuild_triggers_fire_in_the_child_only() {
+    let Some(env) = with_busybox() else { return };
+    let base = env.path("base");
+    write(
+        &base,
+        "Dockerfile",
+        "FROM busybox\n\
+         ONBUILD ENV FROM_TRIGGER=yes\n\
+         ONBUILD COPY app.txt /app/\n\
+         ONBUILD RUN echo \"triggered $FROM_TRIGGER\" > /triggered\n",
+    );
+    build_ok(&env, &base, &["-t", "base:onbuild"]);
+    let inspect = json(&env.ok(&["inspect", "base:onbuild"]));
+    assert_eq!(inspect[0]["Config"]["OnBuild"].as_array().map(Vec::len), Some(3), "{inspect}");
+
+    // The child's context feeds the trigger's COPY; its own steps see the trigger's ENV.
+    let child = env.path("child");
+    write(&child, "app.txt", "from the child's context\n");
+    write(
+        &child,
+        "Dockerfile",
+        "FROM base:onbuild\n\
+         RUN test \"$FROM_TRIGGER\" = yes && cat /triggered /app/app.txt > /seen\n",
+    );
+    let (ok, err, _) = build_env(&env, &child, &["-t", "child:1"], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("[stage-0 2/5] ONBUILD ENV FROM_TRIGGER=yes"), "{err}");
+    assert!(err.contains("[stage-0 4/5] ONBUILD RUN"), "{err}");
+    let inspect = json(&env.ok(&["inspect", "child:1"]));
+    assert!(inspect[0]["Config"]["OnBuild"].is_null(), "triggers are cleared: {inspect}");
+    let files = layer_files(&env, "child:1");
+    let seen = files.iter().find(|(p, _)| p == "seen").map(|(_, c)| c.clone());
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"triggered yes\nfrom the child's context\n"[..]),
+        "{:?}",
+        files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+
+    // A grandchild does not run them again.
+    let grand = env.path("grand");
+    write(&grand, "Dockerfile", "FROM child:1\nRUN true\n");
+    let (ok, err, _) = build_env(&env, &grand, &["-t", "grand:1"], &[]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("ONBUILD"), "{err}");
+
+    // A trigger that fails is reported at the child's FROM line, naming the trigger.
+    let bad = env.path("bad");
+    write(&bad, "Dockerfile", "FROM base:onbuild\nRUN true\n");
+    let (ok, err, _) = build_env(&env, &bad, &[], &[]);
+    assert!(!ok);
+    assert!(err.contains("ONBUILD trigger `COPY app.txt /app/`"), "{err}");
+    assert!(err.contains("FROM base:onbuild"), "the snippet shows the FROM line: {err}");
+}
+
+/// (inode, snapshot dir) of every snapshot file at `rel` in the store.
+fn snapshot_inodes(env: &Env, rel: &str) -> Vec<(u64, std::path::PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in fs::read_dir(env.root().join("snapshots")).unwrap() {
+        let p = e.unwrap().path().join("fs").join(rel);
+        if let Ok(md) = fs::symlink_metadata(&p) {
+            out.push((md.ino(), p));
+        }
+    }
+    out
+}
+
+#[test]
+fn unchanged_context_files_are_linked_from_the_last_copy() {
+    use std::time::Duration;
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    for n in ["a", "b", "c"] {
+        write(&ctx, &format!("app/{n}.txt"), &format!("{n}{n}{n}\n"));
+    }
+    write(&ctx, "Dockerfile", "FROM busybox\nCOPY app/ /app/\nRUN cat /app/* > /all\n");
+    // Files changed within 2 s of a copy are never linked later (the same ctime tick).
+    std::thread::sleep(Duration::from_millis(2100));
+    build_ok(&env, &ctx, &["-t", "link:1"]);
+
+    // Same size, same mtime, new content: ctime tells, so c.txt must be copied afresh.
+    let mtime = fs::metadata(ctx.join("app/c.txt")).unwrap().modified().unwrap();
+    fs::write(ctx.join("app/c.txt"), "CCC\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(ctx.join("app/c.txt"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    build_ok(&env, &ctx, &["-t", "link:2"]);
+    let files = layer_files(&env, "link:2");
+    let all = files.iter().find(|(p, _)| p == "all").map(|(_, c)| c.clone()).unwrap();
+    assert_eq!(all, b"aaa\nbbb\nCCC\n", "the RUN saw the new content");
+
+    let a = snapshot_inodes(&env, "app/a.txt");
+    let c = snapshot_inodes(&env, "app/c.txt");
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0].0, a[1].0, "an unchanged file is one inode in both snapshots: {a:?}");
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_ne!(c[0].0, c[1].0, "the changed file was copied: {c:?}");
+    for (_, p) in &c {
+        let text = fs::read_to_string(p).unwrap();
+        assert!(text == "ccc\n" || text == "CCC\n", "no snapshot was changed: {text:?}");
+    }
+}
+
+#[test]
+fn copy_from_a_stage_links_unless_owner_or_mode_change() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS gen\n\
+         RUN mkdir /out && echo kept > /out/kept && echo owned > /out/owned && chmod 640 /out/owned\n\
+         FROM busybox\n\
+         COPY --from=gen /out/kept /kept\n\
+         COPY --from=gen --chown=7:8 /out/owned /owned\n\
+         RUN test \"$(stat -c '%u:%g %a' /owned)\" = '7:8 640' && cat /kept\n",
+    );
+    build_ok(&env, &ctx, &["-t", "from:1"]);
+    let src = snapshot_inodes(&env, "out/kept");
+    let kept = snapshot_inodes(&env, "kept");
+    assert_eq!((src.len(), kept.len()), (1, 1), "{src:?} {kept:?}");
+    assert_eq!(src[0].0, kept[0].0, "COPY --from without --chown links the file");
+    let owned_src = snapshot_inodes(&env, "out/owned");
+    let owned = snapshot_inodes(&env, "owned");
+    assert_ne!(owned_src[0].0, owned[0].0, "--chown needs a copy of its own");
+    let md = fs::metadata(&owned_src[0].1).unwrap();
+    assert_eq!((md.uid(), md.gid()), (0, 0), "the source stage's file kept its owner");
+}
+
+#[test]
 fn source_date_epoch_builds_are_reproducible() {
     let Some(busybox) = fixture("busybox.docker.tar") else { return };
     let ctx = tempfile::tempdir().unwrap();

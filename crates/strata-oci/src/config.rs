@@ -423,6 +423,12 @@ impl ImageConfigBuilder {
         self.set_config("Healthcheck", v)
     }
 
+    /// Drops the ONBUILD triggers (a child that ran its base's triggers does not pass them on).
+    pub fn clear_onbuild(&mut self) -> &mut Self {
+        self.config_mut().remove("OnBuild");
+        self
+    }
+
     pub fn add_onbuild(&mut self, trigger: &str) -> &mut Self {
         let slot = self.config_mut().entry("OnBuild").or_insert_with(|| Value::Array(Vec::new()));
         if !slot.is_array() {
@@ -448,6 +454,23 @@ impl ImageConfigBuilder {
             list.push(diff_id.to_string().into());
         }
         self.push_history(history)
+    }
+
+    /// Appends the history entry of a step that made a layer whose diffID is not known yet
+    /// (it is being written); [`ImageConfigBuilder::set_diff_ids`] fills the list later.
+    pub fn add_layer_history(&mut self, mut history: History) -> &mut Self {
+        history.empty_layer = None;
+        self.push_history(history)
+    }
+
+    /// Replaces the rootfs diffIDs (the whole stack, base layers included).
+    pub fn set_diff_ids<'d>(
+        &mut self,
+        diff_ids: impl IntoIterator<Item = &'d Digest>,
+    ) -> &mut Self {
+        let list: Vec<Value> = diff_ids.into_iter().map(|d| d.to_string().into()).collect();
+        self.rootfs_mut().insert("diff_ids".into(), Value::Array(list));
+        self
     }
 
     /// Appends a history entry for a step that changed only metadata.

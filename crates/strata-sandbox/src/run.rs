@@ -57,10 +57,17 @@ impl CancelHandle {
         Ok(CancelHandle { pipe: Arc::new((r, w)) })
     }
 
-    /// Kills the process of every run using this handle (now or later).
+    /// Kills the process of every run using this handle (now or later). Only a write(2):
+    /// safe to call from a signal handler's thread.
     pub fn cancel(&self) {
         // A full pipe already means "cancelled", so a failed write changes nothing.
         let _ = nix::unistd::write(&self.pipe.1, b"x");
+    }
+
+    /// Whether [`CancelHandle::cancel`] was called (the byte stays in the pipe).
+    pub fn is_cancelled(&self) -> bool {
+        let mut fds = [PollFd::new(self.pipe.0.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 }
 

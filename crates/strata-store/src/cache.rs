@@ -5,7 +5,8 @@
 //! Reachability: a cache row is a GC root, like an image. The layer blob it names is never
 //! swept while the row exists, and neither is the snapshot of its chain ID, so a cached
 //! step can be reused without a download or an unpack. Rows go away only through
-//! [`Store::cache_prune`] (`strata builder prune`); the next GC then sweeps what they kept.
+//! [`Store::cache_prune`] (`strata builder prune`, which also clears the context stat-cache);
+//! the next GC then sweeps what they kept.
 //! A lookup leases the layer and checks that its blob exists in the same write transaction,
 //! so a prune + GC racing with a build either happens before (a miss) or after the lease.
 
@@ -136,10 +137,12 @@ impl Store {
             .map_err(|e| db.err(e))
     }
 
-    /// Drops every build cache entry (and the cache mounts' directories); a GC afterwards
-    /// frees the layers only they kept. Returns how many entries went.
+    /// Drops every build cache entry, the context stat-cache and the cache mounts'
+    /// directories; a GC afterwards frees the layers only the entries kept. Returns how
+    /// many build cache entries went.
     pub fn cache_prune(&self) -> Result<u64> {
         let n = self.db().write(|tx| tx.execute("DELETE FROM build_cache", []))?;
+        self.stat_cache_clear()?;
         let mounts = self.cache_mounts_dir();
         if mounts.is_dir() {
             std::fs::remove_dir_all(&mounts).ctx("removing", &mounts)?;

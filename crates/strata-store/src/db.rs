@@ -73,7 +73,14 @@ CREATE TABLE IF NOT EXISTS build_cache (
     last_used INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS build_cache_by_layer ON build_cache(layer_digest);
-PRAGMA user_version = 2;
+-- Schema 3: the context stat-cache (see statcache.rs). Not a GC root: it names no blob.
+CREATE TABLE IF NOT EXISTS context_stat (
+    root BLOB NOT NULL UNIQUE,           -- canonical context directory (raw bytes)
+    generation INTEGER NOT NULL,         -- random, new at every save: was it saved since?
+    last_used INTEGER NOT NULL,          -- unix seconds, refreshed at most daily
+    entries BLOB NOT NULL                -- every file's stat and sha256 (statcache::encode)
+);
+PRAGMA user_version = 3;
 ";
 
 pub(crate) struct Db {

@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod blobs;
 pub mod cache;
+pub mod copy_sources;
 mod db;
 pub mod error;
 pub mod fsck;
@@ -22,6 +23,7 @@ pub mod lease;
 pub mod pending;
 pub mod root;
 pub mod snapshots;
+pub mod statcache;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -29,10 +31,12 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use blobs::{Blobs, Ingest, Staged};
 pub use cache::CacheEntry;
+pub use copy_sources::{CopySource, PooledCopy, SourceStat};
 pub use error::{Result, StoreError};
 pub use images::{ImageRecord, LayerRecord, NewImage, RemovalEvent};
 pub use lease::Lease;
 pub use pending::{PendingProblem, CONTENT_SIZE_PENDING};
+pub use statcache::{StatCache, StatRecord};
 
 use error::IoContext;
 

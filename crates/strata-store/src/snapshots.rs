@@ -1,16 +1,26 @@
 //! Layer snapshots: each layer unpacked once, in overlayfs form, under
 //! `snapshots/<chain id>/fs`, and shared by every image, build and container that stacks it.
 //!
-//! A snapshot is unpacked into a private `.tmp-<pid>-<n>` directory, flushed, and renamed
-//! into place, so a snapshot directory is either complete or absent; two processes racing
-//! for the same one both succeed and one copy wins. Callers hold a lease naming the chain
-//! IDs they use, which keeps GC away from them.
+//! A snapshot is unpacked into a private `.tmp-<pid>-<n>` directory and renamed into place,
+//! so a snapshot directory is either complete or absent; two processes racing for the same
+//! one both succeed and one copy wins. Callers hold a lease naming the chain IDs they use,
+//! which keeps GC away from them.
+//!
+//! Durability without a sync on the hot path: a process crash (kill -9) cannot lose page
+//! cache data, only a machine crash can, and a machine crash means a new boot. So a new
+//! snapshot is not flushed; it carries a marker naming the boot it was written in. A
+//! snapshot whose marker names another boot may have lost data and is unpacked again from
+//! its blob (blobs are fsynced). [`Store::settle_snapshots`] later flushes snapshots old
+//! enough for the kernel to have written them back already (a cheap `syncfs` then) and
+//! drops their markers. syncfs per snapshot cost more than the rest of a build step.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
 
 use strata_layer::{unpack, UnpackMode, UnpackOptions};
 use strata_oci::Digest;
@@ -40,6 +50,48 @@ pub(crate) fn used_chain_ids(tx: &rusqlite::Transaction) -> rusqlite::Result<Has
     Ok(used)
 }
 
+/// Beside a snapshot's `fs`: the boot ID of the boot its files were written in, while they
+/// may still be only in the page cache.
+const UNSYNCED_MARKER: &str = "unsynced-boot";
+
+/// How old an unsynced snapshot must be before [`Store::settle_snapshots`] flushes it: the
+/// kernel writes dirty pages back after 30 s by default, so by then a syncfs is cheap.
+const SETTLE_AFTER: Duration = Duration::from_secs(60);
+
+/// This boot's ID (`/proc/sys/kernel/random/boot_id`); empty when unknown, which makes
+/// every marker look foreign, so snapshots are re-made rather than trusted.
+fn boot_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the snapshot at `target` can be used: no marker (flushed), or written in this
+/// boot. Any other state (a marker of another boot, or unreadable) means possibly torn.
+pub(crate) fn snapshot_trusted(target: &Path) -> bool {
+    match fs::read_to_string(target.join(UNSYNCED_MARKER)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Ok(id) => !boot_id().is_empty() && id.trim() == boot_id(),
+        Err(_) => false,
+    }
+}
+
+fn write_marker(tmp: &Path) -> io::Result<()> {
+    fs::write(tmp.join(UNSYNCED_MARKER), boot_id())
+}
+
+fn syncfs(dir: &Path) -> io::Result<()> {
+    let d = fs::File::open(dir)?;
+    // SAFETY: syncfs only reads the descriptor, which is open for the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn snapshots_dir(&self) -> PathBuf {
         self.root().join("snapshots")
@@ -60,17 +112,33 @@ impl Store {
         let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
         let chain = strata_oci::config::chain_ids(&diff_ids);
         lease.add(&chain)?;
+        layers.iter().zip(&chain).map(|(layer, id)| self.leased_snapshot(id, layer)).collect()
+    }
+
+    /// The snapshot of one layer whose chain ID the caller knows (the layers below it need
+    /// not have snapshots), unpacking it if it is missing or untrusted.
+    pub fn layer_snapshot(
+        &self,
+        chain_id: &Digest,
+        layer: &crate::LayerRecord,
+        lease: &Lease,
+    ) -> Result<PathBuf> {
+        lease.add([chain_id])?;
+        self.leased_snapshot(chain_id, layer)
+    }
+
+    /// [`Store::layer_snapshot`] for a chain ID the caller's lease already holds.
+    fn leased_snapshot(&self, chain_id: &Digest, layer: &crate::LayerRecord) -> Result<PathBuf> {
         let dir = self.snapshots_dir();
         fs::create_dir_all(&dir).ctx("creating", &dir)?;
-        let mut out = Vec::new();
-        for (layer, chain_id) in layers.iter().zip(&chain) {
-            let target = dir.join(chain_id.hex());
-            if !target.join("fs").is_dir() {
-                self.unpack_snapshot(layer, &target)?;
-            }
-            out.push(target.join("fs"));
+        let target = dir.join(chain_id.hex());
+        if target.join("fs").is_dir() && !snapshot_trusted(&target) {
+            self.discard_snapshot(&target)?;
         }
-        Ok(out)
+        if !target.join("fs").is_dir() {
+            self.unpack_snapshot(layer, &target)?;
+        }
+        Ok(target.join("fs"))
     }
 
     /// Makes `dir` (a layer in overlay form that the caller just wrote as a blob, on the
@@ -88,18 +156,16 @@ impl Store {
         fs::create_dir_all(&sdir).ctx("creating", &sdir)?;
         let target = sdir.join(chain_id.hex());
         if target.join("fs").is_dir() {
-            return Ok(target.join("fs"));
+            if snapshot_trusted(&target) {
+                return Ok(target.join("fs"));
+            }
+            self.discard_snapshot(&target)?;
         }
         let tmp = sdir.join(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
         fs::create_dir(&tmp).ctx("creating", &tmp)?;
         let moved = (|| {
-            fs::rename(dir, tmp.join("fs")).ctx("moving into the snapshots", dir)?;
-            let d = fs::File::open(tmp.join("fs")).ctx("opening", &tmp)?;
-            // SAFETY: syncfs only reads the descriptor, which is open for the call.
-            if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-                return Err(io::Error::last_os_error()).ctx("syncing", &tmp);
-            }
-            Ok(())
+            write_marker(&tmp).ctx("marking", &tmp)?;
+            fs::rename(dir, tmp.join("fs")).ctx("moving into the snapshots", dir)
         })();
         if let Err(e) = moved {
             let _ = fs::remove_dir_all(&tmp);
@@ -143,12 +209,7 @@ impl Store {
                     layer.digest, stats.diff_id, layer.diff_id
                 )));
             }
-            // Flush the files before the rename makes the snapshot visible.
-            let d = fs::File::open(&fs_dir).ctx("opening", &fs_dir)?;
-            // SAFETY: syncfs only reads the descriptor, which is open for the call.
-            if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-                return Err(io::Error::last_os_error()).ctx("syncing", &fs_dir);
-            }
+            write_marker(&tmp).ctx("marking", &tmp)?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -167,6 +228,56 @@ impl Store {
                 Err(e).ctx("publishing snapshot", target)
             }
         }
+    }
+
+    /// Moves a possibly torn snapshot out of the way (atomically, so a racing process sees
+    /// it either whole or gone) and deletes it; it is unpacked again when needed.
+    fn discard_snapshot(&self, target: &Path) -> Result<()> {
+        let away = self.snapshots_dir().join(format!(
+            ".tmp-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        match fs::rename(target, &away) {
+            Ok(()) => fs::remove_dir_all(&away).ctx("removing stale snapshot", &away),
+            // Another process discarded it first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx("discarding stale snapshot", target),
+        }
+    }
+
+    /// Flushes the snapshots this boot wrote more than [`SETTLE_AFTER`] ago and drops their
+    /// markers, so they survive a machine crash. One syncfs for all of them, and cheap:
+    /// the kernel has written most of their pages back by then. Returns how many settled.
+    pub fn settle_snapshots(&self) -> Result<usize> {
+        let dir = self.snapshots_dir();
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(0) };
+        let now = SystemTime::now();
+        let mut ripe = Vec::new();
+        for entry in entries.flatten() {
+            if entry.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+                continue;
+            }
+            let marker = entry.path().join(UNSYNCED_MARKER);
+            let Ok(md) = fs::metadata(&marker) else { continue };
+            let old = md
+                .modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= SETTLE_AFTER);
+            if old && snapshot_trusted(&entry.path()) {
+                ripe.push(marker);
+            }
+        }
+        if ripe.is_empty() {
+            return Ok(0);
+        }
+        syncfs(&dir).ctx("syncing", &dir)?;
+        for m in &ripe {
+            // Gone already: another process settled it.
+            let _ = fs::remove_file(m);
+        }
+        Ok(ripe.len())
     }
 
     /// Removes snapshots no image and no live lease uses, and unpacks abandoned by dead

@@ -218,6 +218,41 @@ fn snapshots_unpack_once_mount_with_overlayfs_and_are_collected() {
 }
 
 #[test]
+fn snapshots_from_another_boot_are_unpacked_again_and_settled_ones_are_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let layer = tar(&[Entry::Dir("etc/"), Entry::File("etc/a", b"a")]);
+    let archive = docker_archive("one:1", &[&layer], &config_for(&[&layer]));
+    load(&store, "one", &archive[..], Limits::default(), &mut |_| {}).unwrap();
+    let image = store.resolve("one:1").unwrap();
+    let lease = store.lease().unwrap();
+    let fs_dir = store.snapshots(&image, &lease).unwrap().remove(0);
+    let snap = fs_dir.parent().unwrap().to_path_buf();
+    let marker = snap.join("unsynced-boot");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), boot.trim(), "new snapshots are marked");
+
+    // A machine crash may have torn a snapshot written in an earlier boot: simulate one
+    // whose file lost its data, and expect it to be unpacked again from the blob.
+    std::fs::write(fs_dir.join("etc/a"), b"").unwrap();
+    std::fs::write(&marker, "00000000-0000-0000-0000-000000000000").unwrap();
+    let again = store.snapshots(&image, &lease).unwrap().remove(0);
+    assert_eq!(again, fs_dir);
+    assert_eq!(std::fs::read(again.join("etc/a")).unwrap(), b"a", "re-unpacked from the blob");
+
+    // Settling flushes snapshots older than a minute and drops their markers; after that
+    // the snapshot is trusted in any boot.
+    assert_eq!(store.settle_snapshots().unwrap(), 0, "too young to settle");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    std::fs::File::options().write(true).open(&marker).unwrap().set_modified(old).unwrap();
+    assert_eq!(store.settle_snapshots().unwrap(), 1);
+    assert!(!marker.exists());
+    std::fs::write(again.join("etc/a"), b"changed").unwrap();
+    let trusted = store.snapshots(&image, &lease).unwrap().remove(0);
+    assert_eq!(std::fs::read(trusted.join("etc/a")).unwrap(), b"changed", "not unpacked again");
+}
+
+#[test]
 fn build_cache_entries_keep_their_layers_and_snapshots_through_gc() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

@@ -2,13 +2,15 @@
 //! (`--call=outline|targets|check`) that reads the Dockerfile without building.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use strata_dockerfile::{call_check, call_outline, call_targets, parse_dockerfile, Dockerfile};
+
+use crate::build_progress::{self, ProgressMode};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Call {
@@ -60,10 +62,10 @@ pub struct BuildArgs {
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Type of progress output: auto, plain (both print plain lines for now)
-    #[arg(long, default_value = "auto")]
-    pub progress: String,
-    /// Suppress the build output and print the image ID on success
+    /// Type of progress output
+    #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Suppress the build output and print the image ID on success (--progress quiet)
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -288,51 +290,18 @@ fn build_image(
     opts.secrets = secrets(&args.secrets)?;
     opts.no_cache = args.no_cache;
     let store = ctx.store()?;
-    let quiet = args.quiet;
-    let started = std::time::Instant::now();
-    // Stages run in parallel: output is buffered per step until a whole line is there.
-    let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-    let mut on_event = move |e: strata_build::Event| {
-        if quiet {
-            return;
-        }
-        let mut err = std::io::stderr().lock();
-        let secs = started.elapsed().as_secs_f64();
-        match e {
-            strata_build::Event::Step { id, text } => {
-                let _ = writeln!(err, "#{id} {text}");
-            }
-            strata_build::Event::Output { id, data } => {
-                let buf = pending.entry(id).or_default();
-                buf.extend_from_slice(data);
-                while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    let _ = write!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&line));
-                }
-            }
-            strata_build::Event::Done { id, layer, cached } => {
-                if let Some(rest) = pending.remove(&id).filter(|b| !b.is_empty()) {
-                    let _ = writeln!(err, "#{id} {secs:.3} {}", String::from_utf8_lossy(&rest));
-                }
-                if cached {
-                    let _ = writeln!(err, "#{id} CACHED");
-                    return;
-                }
-                match layer {
-                    Some(d) => {
-                        let _ = writeln!(err, "#{id} DONE {secs:.1}s (layer {})", &d.hex()[..12]);
-                    }
-                    None => {
-                        let _ = writeln!(err, "#{id} DONE {secs:.1}s");
-                    }
-                }
-            }
-        }
-    };
-    let result = strata_build::build(&store, df, &opts, &mut on_event).map_err(|e| match e {
+    let quiet = args.quiet || args.progress == ProgressMode::Quiet;
+    let mut progress = build_progress::start(args.progress, args.quiet, df)?;
+    let mut on_event = |e: strata_build::Event| progress.event(&e);
+    let built = strata_build::build(&store, df, &opts, &mut on_event).map_err(|e| match e {
         strata_build::BuildError::Dockerfile(d) => miette::Report::new(d),
         other => miette!("{other}"),
-    })?;
+    });
+    if progress.finish(built.as_ref()) {
+        // The progress display reported the error itself (json: as its last line).
+        return Ok(ExitCode::FAILURE);
+    }
+    let result = built?;
     if let Some(f) = &args.iidfile {
         std::fs::write(f, result.id.to_string())
             .into_diagnostic()
