@@ -13,6 +13,7 @@
 mod commit;
 mod context;
 mod copy;
+mod export;
 mod filecopy;
 mod fsview;
 mod history;
@@ -47,6 +48,7 @@ use fsview::CopyAttrs;
 use layers::{LayerQueue, LayerSlot, NewLayer};
 use run_step::write_private;
 
+pub use export::{export_rootfs, export_rootfs_tar};
 pub use strata_sandbox::{CancelHandle, Network};
 
 /// Why a build failed.
@@ -166,13 +168,26 @@ impl BuildOptions {
 /// different steps interleave; `id` says which step each belongs to.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A step starts: `#id [stage n/m] INSTRUCTION`.
+    /// A step starts (once the stages it reads from are built): `#id [stage n/m] INSTR`.
+    /// The last step of every build is `exporting to image` (waiting for the layers still
+    /// being written, then the commit), whose output lines say what it did.
     Step { id: usize, text: &'a str },
-    /// Output of a RUN step (raw bytes, as they came).
-    Output { id: usize, data: &'a [u8] },
-    /// A step finished; `layer` when it produced one, `cached` when it came from the build
-    /// cache without running.
+    /// Output of a step (a RUN's raw bytes, as they came).
+    Output { id: usize, stream: Stream, data: &'a [u8] },
+    /// A step finished; `layer` when it produced one whose digest is known already (a
+    /// cached one: fresh layers are written in the background), `cached` when it came
+    /// from the build cache without running.
     Done { id: usize, layer: Option<&'a Digest>, cached: bool },
+    /// A step failed: its error is the build's, or (`canceled`) it was stopped because
+    /// another step failed or the build was cancelled.
+    Failed { id: usize, canceled: bool },
+}
+
+/// Which of a RUN's output streams bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 /// The committed image.

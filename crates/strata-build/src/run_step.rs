@@ -12,7 +12,7 @@ use strata_oci::config::History;
 use strata_oci::Digest;
 use strata_sandbox::{Config, Network, Process, Rootfs, RunOptions, Sandbox};
 
-use crate::{io_ctx, BuildError, Builder, Event, Result, StageState, VarEnv};
+use crate::{io_ctx, BuildError, Builder, Event, Result, StageState, Stream, VarEnv};
 
 impl Builder<'_> {
     /// A RUN's argv, and the heredoc script to mount when the RUN is one heredoc with a
@@ -110,8 +110,8 @@ impl Builder<'_> {
             .map_err(|e| self.err(ins.span, format!("cannot start RUN: {e}")))?;
         let sink = Sink { builder: self, id, tail: RefCell::new(Tail::default()) };
         let status = {
-            let mut out = SinkWriter(&sink);
-            let mut err = SinkWriter(&sink);
+            let mut out = SinkWriter(&sink, Stream::Stdout);
+            let mut err = SinkWriter(&sink, Stream::Stderr);
             let ropts = RunOptions { cancel: Some(self.cancel.clone()), ..RunOptions::default() };
             sandbox.run(&mut out, &mut err, &ropts)
         };
@@ -190,12 +190,12 @@ pub(crate) struct Sink<'b, 'a> {
     tail: RefCell<Tail>,
 }
 
-pub(crate) struct SinkWriter<'s, 'b, 'a>(&'s Sink<'b, 'a>);
+pub(crate) struct SinkWriter<'s, 'b, 'a>(&'s Sink<'b, 'a>, Stream);
 
 impl Write for SinkWriter<'_, '_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.tail.borrow_mut().push(buf);
-        self.0.builder.emit(Event::Output { id: self.0.id, data: buf });
+        self.0.builder.emit(Event::Output { id: self.0.id, stream: self.1, data: buf });
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {

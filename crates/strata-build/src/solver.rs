@@ -17,7 +17,7 @@ use strata_store::{CacheEntry, StoreError};
 use crate::layers::{LayerJob, LayerSlot};
 use crate::{
     cache_key, instruction_text, lock, onbuild, BaseImage, BuildError, BuildResult, Builder, Event,
-    Result, StageState, StepCtx, VarEnv,
+    Result, StageState, StepCtx, Stream, VarEnv,
 };
 
 impl Builder<'_> {
@@ -25,12 +25,12 @@ impl Builder<'_> {
     /// build has a puller.
     pub(crate) fn load_image(&self, name: &str, span: Span) -> Result<BaseImage> {
         if self.opts.pull {
-            self.pull(name, span)?;
+            self.pull(name, span, "")?;
         }
         let record = match self.store.resolve(name) {
             Ok(r) => r,
             Err(StoreError::ImageNotFound(_)) if self.opts.puller.is_some() => {
-                self.pull(name, span)?;
+                self.pull(name, span, " is not in the store and")?;
                 self.store.resolve(name)?
             }
             Err(StoreError::ImageNotFound(_)) => {
@@ -51,15 +51,16 @@ impl Builder<'_> {
         Ok(BaseImage { record, config })
     }
 
-    /// Pulls `name` once per build.
-    fn pull(&self, name: &str, span: Span) -> Result<()> {
+    /// Pulls `name` once per build; `why` goes into the error (`image X<why> cannot be
+    /// pulled`).
+    fn pull(&self, name: &str, span: Span, why: &str) -> Result<()> {
         let Some(puller) = &self.opts.puller else { return Ok(()) };
         if !lock(&self.pulled).insert(name.to_string()) {
             return Ok(());
         }
         puller.pull(self.store, name).map_err(|e| {
             BuildError::Dockerfile(
-                Diag::error("build::pull", format!("cannot pull {name}: {e}"))
+                Diag::error("build::pull", format!("image {name}{why} cannot be pulled: {e}"))
                     .at(span)
                     .in_file(&self.df.source)
                     .with_help(
@@ -161,8 +162,10 @@ impl Builder<'_> {
             let fired = triggers.get(&si).map_or(0, |t| t.stages[0].instructions.len());
             next += df.stages[si].instructions.len() + fired + 1;
         }
+        let export_id = next;
         *lock(&self.scheduled) = order.clone();
         let bases = Mutex::new(bases);
+        let mut export_started = None;
         std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::channel();
             self.layers.open(tx);
@@ -195,7 +198,12 @@ impl Builder<'_> {
                     self.fail(BuildError::Other("a build stage panicked".into()));
                 }
             }
-            // The stages are over: the writer finishes the queued layers and stops.
+            // The stages are over: the writer finishes the queued layers and stops. The
+            // wait is the export step's, as BuildKit's "exporting layers".
+            if !self.failed() {
+                self.emit(Event::Step { id: export_id, text: "exporting to image" });
+                export_started = Some(std::time::Instant::now());
+            }
             self.layers.close();
             if writer.join().is_err() {
                 self.fail(BuildError::Other("the layer writer panicked".into()));
@@ -203,17 +211,44 @@ impl Builder<'_> {
         });
         // Even a failed build keeps the layers it wrote (their steps are cached).
         let adopted = self.adopt_written();
-        if let Some(e) = std::mem::take(&mut *lock(&self.errors)).into_iter().next() {
-            return Err(e);
+        let exported = (|| {
+            if let Some(e) = std::mem::take(&mut *lock(&self.errors)).into_iter().next() {
+                return Err(e);
+            }
+            adopted?;
+            if let Some(t) = export_started {
+                let secs = t.elapsed().as_secs_f64();
+                self.say(export_id, &format!("exporting layers {secs:.1}s done"));
+            }
+            let mut st = lock(&self.done)
+                .remove(&last)
+                .ok_or_else(|| BuildError::Other("no final stage".into()))?;
+            for (k, v) in &self.opts.labels {
+                st.config.set_label(k, v);
+            }
+            let result = self.commit(st)?;
+            self.say(export_id, &format!("writing image {} done", result.id));
+            for t in &result.tags {
+                self.say(export_id, &format!("naming to {t} done"));
+            }
+            Ok(result)
+        })();
+        if export_started.is_some() {
+            match &exported {
+                Ok(_) => self.emit(Event::Done { id: export_id, layer: None, cached: false }),
+                Err(e) => {
+                    let canceled = matches!(e, BuildError::Cancelled);
+                    self.emit(Event::Failed { id: export_id, canceled });
+                }
+            }
         }
-        adopted?;
-        let mut st = lock(&self.done)
-            .remove(&last)
-            .ok_or_else(|| BuildError::Other("no final stage".into()))?;
-        for (k, v) in &self.opts.labels {
-            st.config.set_label(k, v);
-        }
-        self.commit(st)
+        exported
+    }
+
+    /// One line of a step's output from the engine itself.
+    fn say(&self, id: usize, line: &str) {
+        let data = format!("{line}\n");
+        self.emit(Event::Output { id, stream: Stream::Stdout, data: data.as_bytes() });
     }
 
     /// Waits until the stages `deps` are done; false when another stage failed.
@@ -316,7 +351,31 @@ impl Builder<'_> {
             // Another stage failed: its error is the build's; stop here.
             return Err(BuildError::Other("stopped: another stage failed".into()));
         }
+        // A step starts when what it reads is there: its time is its own, as in BuildKit.
+        self.wait_for_sources(ins, env);
         self.emit(Event::Step { id, text });
+        let done = self.step_body(st, ins, itext, env, id);
+        match &done {
+            Ok(layer) => {
+                self.emit(Event::Done { id, layer: layer.0.as_ref(), cached: layer.1 });
+            }
+            Err(e) => {
+                let canceled = self.failed() || matches!(e, BuildError::Cancelled);
+                self.emit(Event::Failed { id, canceled });
+            }
+        }
+        done.map(|_| ())
+    }
+
+    /// [`Builder::step`] after its start: (the layer digest if known, whether cached).
+    fn step_body(
+        &self,
+        st: &mut StageState,
+        ins: &Instruction,
+        itext: &str,
+        env: &VarEnv,
+        id: usize,
+    ) -> Result<(Option<Digest>, bool)> {
         let extra = self.key_inputs(ins, env)?;
         let env_json = serde_json::to_string(&env.0).unwrap_or_default();
         let key = cache_key(&[&st.key, itext, &env_json, &extra]);
@@ -341,8 +400,23 @@ impl Builder<'_> {
             }
             None => {}
         }
-        self.emit(Event::Done { id, layer: layer.as_ref(), cached: hit.is_some() });
-        Ok(())
+        Ok((layer, hit.is_some()))
+    }
+
+    /// Waits for the stages `ins` reads (`COPY --from`, `RUN --mount=...,from=`) to be built.
+    fn wait_for_sources(&self, ins: &Instruction, env: &VarEnv) {
+        let refs: Vec<&String> = match &ins.kind {
+            InstructionKind::Copy(spec) | InstructionKind::Add(spec) => spec.from.iter().collect(),
+            InstructionKind::Run { mounts, .. } => {
+                mounts.iter().filter_map(|m| m.from.as_ref()).collect()
+            }
+            _ => Vec::new(),
+        };
+        for r in refs {
+            if let Ok(name) = self.expand(r, env, ins.span) {
+                let _ = self.stage_by_ref(&name);
+            }
+        }
     }
 
     /// Adds what the ENV triggers among `triggers` set to `env` (a base image's ENV), so

@@ -116,13 +116,16 @@ enum End {
     Canceled,
 }
 
-/// Finds the step an error came from. The engine has no failure event, but its error
-/// points at a Dockerfile line, and it names steps `[<stage> <i>/<n>] ...`: the step whose
-/// instruction holds the error's span failed; the other open steps were stopped.
+/// Finds the step an error came from: the engine's `Failed` events say it. Without them (an
+/// error the engine reported before or outside any step) the error's Dockerfile line
+/// decides: the engine names steps `[<stage> <i>/<n>] ...`, and the step whose instruction
+/// holds the error's span failed; the other open steps were stopped.
 #[derive(Default)]
 struct Blame {
     /// Each instruction's byte range in the Dockerfile and its step's name prefix.
     spans: Vec<(std::ops::Range<usize>, String)>,
+    /// What the engine said of failed steps.
+    told: HashMap<usize, End>,
 }
 
 impl Blame {
@@ -140,12 +143,25 @@ impl Blame {
                 spans.push((range(&ins.node.span), prefix));
             }
         }
-        Blame { spans }
+        Blame { spans, told: HashMap::new() }
+    }
+
+    /// The engine's word on a step that failed.
+    fn told(&mut self, id: usize, canceled: bool) {
+        self.told.insert(id, if canceled { End::Canceled } else { End::Failed });
     }
 
     /// How each of the `open` steps (id, name) ended, by id; all failed when the error
     /// points at none of them (an error with no Dockerfile line).
     fn judge(&self, report: &Report, open: &[(usize, &str)]) -> Vec<(usize, End)> {
+        if !self.told.is_empty() {
+            let mut out: Vec<(usize, End)> = open
+                .iter()
+                .map(|&(id, _)| (id, self.told.get(&id).copied().unwrap_or(End::Canceled)))
+                .collect();
+            out.sort_unstable_by_key(|j| j.0);
+            return out;
+        }
         let offset = report.labels().and_then(|mut l| l.next()).map(|l| l.offset());
         let prefix = offset
             .and_then(|o| self.spans.iter().find(|(r, _)| r.contains(&o)).map(|(_, p)| p.as_str()));
@@ -240,7 +256,8 @@ impl<W: Write + Send> BuildProgress for Plain<W> {
                 self.steps.insert(id, (text.to_string(), Lines::new()));
                 self.line(format!("#{id} {text}\n"));
             }
-            Event::Output { id, data } => {
+            Event::Failed { id, canceled } => self.blame.told(id, canceled),
+            Event::Output { id, data, .. } => {
                 let mut text = String::new();
                 let step = self.steps.entry(id).or_insert_with(|| (String::new(), Lines::new()));
                 step.1.push(data, |at, l| {
@@ -368,7 +385,12 @@ impl<W: Write + Send> BuildProgress for Json<W> {
                 self.steps.insert(id, step);
                 self.emit("step", json!({"id": id, "text": text}));
             }
-            Event::Output { id, data } => {
+            Event::Failed { id, canceled } => self.blame.told(id, canceled),
+            Event::Output { id, stream, data } => {
+                let stream = match stream {
+                    strata_build::Stream::Stdout => "stdout",
+                    strata_build::Stream::Stderr => "stderr",
+                };
                 let step = self.steps.entry(id).or_insert_with(|| JsonStep {
                     name: String::new(),
                     started: Instant::now(),
@@ -379,7 +401,8 @@ impl<W: Write + Send> BuildProgress for Json<W> {
                 let whole = utf8_complete_len(&bytes);
                 step.carry = bytes.split_off(whole);
                 if !bytes.is_empty() {
-                    self.emit("output", json!({"id": id, "data": String::from_utf8_lossy(&bytes)}));
+                    let data = String::from_utf8_lossy(&bytes);
+                    self.emit("output", json!({"id": id, "stream": stream, "data": data}));
                 }
             }
             Event::Done { id, layer, cached } => {
@@ -534,7 +557,8 @@ impl View {
     fn apply(&mut self, e: &Event) {
         match *e {
             Event::Step { id, text } => self.start(id, text),
-            Event::Output { id, data } => {
+            Event::Failed { .. } => {}
+            Event::Output { id, data, .. } => {
                 let step = self.step(id);
                 let log = &mut step.log;
                 step.lines.push(data, |at, l| {
@@ -562,15 +586,16 @@ impl View {
     /// Ends the steps the build's error left open: failed or canceled.
     fn end_open_steps(&mut self, now: Instant, blame: &Blame, report: &Report) {
         let open: Vec<(usize, &str)> = self
-            .steps
+            .by_id
             .iter()
-            .enumerate()
+            .map(|(&id, &i)| (id, &self.steps[i]))
             .filter(|(_, s)| s.ended.is_none())
-            .map(|(i, s)| (i, s.name.as_str()))
+            .map(|(id, s)| (id, s.name.as_str()))
             .collect();
-        for (i, end) in blame.judge(report, &open) {
-            self.steps[i].ended = Some(now);
-            self.steps[i].end = Some(end);
+        for (id, end) in blame.judge(report, &open) {
+            let step = &mut self.steps[self.by_id[&id]];
+            step.ended = Some(now);
+            step.end = Some(end);
         }
     }
 
@@ -749,6 +774,9 @@ impl Tty {
 
 impl BuildProgress for Tty {
     fn event(&mut self, e: &Event) {
+        if let Event::Failed { id, canceled } = *e {
+            self.blame.told(id, canceled);
+        }
         lock(&self.shared.view).apply(e);
     }
 
@@ -910,8 +938,8 @@ mod tests {
         p.event(&Event::Step { id: 1, text: "[stage-0 1/2] FROM busybox" });
         p.event(&Event::Done { id: 1, layer: None, cached: false });
         p.event(&Event::Step { id: 2, text: "[stage-0 2/2] RUN x" });
-        p.event(&Event::Output { id: 2, data: b"hel" });
-        p.event(&Event::Output { id: 2, data: b"lo\nlast" });
+        p.event(&Event::Output { id: 2, stream: strata_build::Stream::Stdout, data: b"hel" });
+        p.event(&Event::Output { id: 2, stream: strata_build::Stream::Stdout, data: b"lo\nlast" });
         let d = digest();
         p.event(&Event::Done { id: 2, layer: Some(&d), cached: false });
         p.event(&Event::Step { id: 3, text: "[stage-0 3/3] RUN y" });
@@ -931,7 +959,7 @@ mod tests {
     fn plain_marks_open_steps_failed() {
         let mut p = Plain::new(Vec::new(), Blame::default());
         p.event(&Event::Step { id: 2, text: "[stage-0 2/2] RUN false" });
-        p.event(&Event::Output { id: 2, data: b"oops" });
+        p.event(&Event::Output { id: 2, stream: strata_build::Stream::Stdout, data: b"oops" });
         let report = miette!("process did not complete successfully: exit code: 1");
         assert!(!p.finish(Err(&report)));
         let text = String::from_utf8(p.out).unwrap();
@@ -948,8 +976,16 @@ mod tests {
         let mut j = Json::new(Vec::new(), Blame::default());
         j.event(&Event::Step { id: 4, text: "[stage-0 2/2] RUN echo é" });
         let e = "é".as_bytes();
-        j.event(&Event::Output { id: 4, data: &[b'a', e[0]] });
-        j.event(&Event::Output { id: 4, data: &[e[1], b'\n'] });
+        j.event(&Event::Output {
+            id: 4,
+            stream: strata_build::Stream::Stdout,
+            data: &[b'a', e[0]],
+        });
+        j.event(&Event::Output {
+            id: 4,
+            stream: strata_build::Stream::Stdout,
+            data: &[e[1], b'\n'],
+        });
         j.event(&Event::Done { id: 4, layer: None, cached: false });
         let report = miette!("boom");
         assert!(j.finish(Err(&report)));
@@ -982,9 +1018,17 @@ mod tests {
         v.apply(&Event::Done { id: 2, layer: None, cached: true });
         v.apply(&Event::Step { id: 3, text: "[stage-0 3/3] RUN make" });
         for i in 0..10 {
-            v.apply(&Event::Output { id: 3, data: format!("line {i}\n").as_bytes() });
+            v.apply(&Event::Output {
+                id: 3,
+                stream: strata_build::Stream::Stdout,
+                data: format!("line {i}\n").as_bytes(),
+            });
         }
-        v.apply(&Event::Output { id: 3, data: "\x1b[32mgreen\x1b[0m ".repeat(30).as_bytes() });
+        v.apply(&Event::Output {
+            id: 3,
+            stream: strata_build::Stream::Stdout,
+            data: "\x1b[32mgreen\x1b[0m ".repeat(30).as_bytes(),
+        });
         v
     }
 

@@ -4,72 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::*;
-
-/// A `strata registry serve` process on a free loopback port, stopped by its PID.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(root: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(STRATA)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0", "--log-level", "info", "--root"])
-            .arg(root)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn strata registry serve");
-        // The listening line names the port; the thread then keeps draining the access log
-        // so the server never blocks on a full pipe.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening") {
-                    if let Some(a) = line.split("addr=").nth(1) {
-                        let _ = tx.send(a.split_whitespace().next().unwrap_or("").to_string());
-                    }
-                } else if line.contains("ERROR") || line.contains("WARN") {
-                    eprintln!("registry: {line}");
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("strata registry serve did not report its address within 30 s");
-            }
-        };
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// strata with a private store and a private Docker config directory.
 fn strata(env: &Env, args: &[&str]) -> Command {
@@ -149,7 +88,7 @@ fn push_and_pull_without_auth_keep_the_source_digest() {
         return;
     };
     let env = Env::new();
-    let srv = Server::start(&env.path("registry"), &[]);
+    let srv = StrataRegistry::start(&env.path("registry"), &[]);
     let want = layout_digest(&layout);
     let target = format!("{}/library/debian:bookworm", srv.addr);
     let id = load_and_tag(&env, &archive, &target);
@@ -196,7 +135,8 @@ fn push_and_pull_with_htpasswd_and_login() {
             .arg(&htpasswd)
             .args(["alice", "s3cret-pw"]),
     );
-    let srv = Server::start(&env.path("registry"), &["--htpasswd", htpasswd.to_str().unwrap()]);
+    let srv =
+        StrataRegistry::start(&env.path("registry"), &["--htpasswd", htpasswd.to_str().unwrap()]);
     let want = layout_digest(&layout);
     let target = format!("{}/team/busybox:1.0", srv.addr);
     let id = load_and_tag(&env, &archive, &target);
@@ -261,7 +201,7 @@ fn dockerd_pulls_from_strata_registry() {
         return;
     };
     let env = Env::new();
-    let srv = Server::start(&env.path("registry"), &[]);
+    let srv = StrataRegistry::start(&env.path("registry"), &[]);
     let want = layout_digest(&layout);
     let target = format!("{}/lib/busybox:v1", srv.addr);
     let id = load_and_tag(&env, &archive, &target);

@@ -27,6 +27,20 @@ pub struct CacheEntry {
     pub created: String,
 }
 
+/// A build cache entry and what it holds (see [`Store::cache_entries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub key: String,
+    pub layer: Option<Digest>,
+    /// The layer blob's size; 0 for a step that changed no files.
+    pub size: u64,
+    pub created: String,
+    /// Unix seconds.
+    pub last_used: i64,
+    /// An image has the layer too: pruning the entry frees nothing.
+    pub in_use: bool,
+}
+
 fn digest(s: Option<String>) -> Option<Digest> {
     s.and_then(|s| s.parse().ok())
 }
@@ -148,6 +162,65 @@ impl Store {
             std::fs::remove_dir_all(&mounts).ctx("removing", &mounts)?;
         }
         Ok(n as u64)
+    }
+
+    /// Every build cache entry, newest use first, for `strata builder du`. `in_use`: an
+    /// image in the store has the entry's layer, so pruning the entry frees nothing.
+    pub fn cache_entries(&self) -> Result<Vec<CacheUsage>> {
+        let db = self.db();
+        let mut stmt = db
+            .conn()
+            .prepare(
+                "SELECT c.key, c.layer_digest, c.size, c.created, c.last_used,
+                        EXISTS (SELECT 1 FROM image_layers il WHERE il.digest = c.layer_digest)
+                 FROM build_cache c ORDER BY c.last_used DESC, c.key",
+            )
+            .map_err(|e| db.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CacheUsage {
+                    key: r.get(0)?,
+                    layer: digest(r.get(1)?),
+                    size: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                    created: r.get(3)?,
+                    last_used: r.get(4)?,
+                    in_use: r.get::<_, bool>(5)?,
+                })
+            })
+            .map_err(|e| db.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db.err(e))
+    }
+
+    /// `strata builder prune` with Docker's options: the entries last used before
+    /// `before` (unix seconds; `None`: any), and of those only the ones whose layer no
+    /// image has unless `all`. With `all` and no `before`, the stat-cache goes too, as
+    /// [`Store::cache_prune`]; without `before` the cache mounts do (no image uses them).
+    /// A GC afterwards frees the layers. Returns the keys removed.
+    pub fn cache_prune_matching(&self, all: bool, before: Option<i64>) -> Result<Vec<String>> {
+        if all && before.is_none() {
+            let keys = self.cache_entries()?.into_iter().map(|e| e.key).collect();
+            self.cache_prune()?;
+            return Ok(keys);
+        }
+        if before.is_none() {
+            let mounts = self.cache_mounts_dir();
+            if mounts.is_dir() {
+                std::fs::remove_dir_all(&mounts).ctx("removing", &mounts)?;
+            }
+        }
+        let before = before.unwrap_or(i64::MAX);
+        self.db().write(|tx| {
+            let mut stmt = tx.prepare(
+                "DELETE FROM build_cache
+                 WHERE last_used < ?1
+                   AND (?2 OR NOT EXISTS
+                        (SELECT 1 FROM image_layers il WHERE il.digest = build_cache.layer_digest))
+                 RETURNING key",
+            )?;
+            let keys = stmt.query_map(params![before, all], |r| r.get::<_, String>(0))?;
+            let keys: rusqlite::Result<Vec<String>> = keys.collect();
+            keys
+        })
     }
 
     /// Where `RUN --mount=type=cache` directories live, shared by every build on the store.

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 pub use blobs::{Blobs, Ingest, Staged};
-pub use cache::CacheEntry;
+pub use cache::{CacheEntry, CacheUsage};
 pub use copy_sources::{CopySource, PooledCopy, SourceStat};
 pub use error::{Result, StoreError};
 pub use images::{ImageRecord, LayerRecord, NewImage, RemovalEvent};

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use strata_dockerfile::{call_check, call_outline, call_targets, parse_dockerfile, Dockerfile};
 
@@ -68,40 +68,96 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success (--progress quiet)
     #[arg(short, long)]
     pub quiet: bool,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long)]
+    pub pull: bool,
+    /// Do not cache the named stages (repeat or separate with commas)
+    #[arg(long = "no-cache-filter", value_delimiter = ',', value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Set the target platform (os/arch[/variant]); only the host's, until emulation exists
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Also write the result: type=oci|docker,dest=FILE (image archives),
+    /// type=local,dest=DIR or type=tar,dest=FILE (its filesystem); a bare DIR is local
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
+    pub outputs: Vec<String>,
+    /// Layer compression
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: LayerCompression,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum BuilderCommand {
-    /// Remove the build cache (cached steps and RUN --mount=type=cache directories)
-    Prune(BuilderPruneArgs),
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayerCompression {
+    Gzip,
+    Zstd,
+    /// No compression (uncompressed tar layers)
+    Uncompressed,
 }
 
-#[derive(Args, Debug)]
-pub struct BuilderPruneArgs {
-    /// Do not prompt for confirmation
-    #[arg(short, long)]
-    pub force: bool,
+/// Where `--output` writes, besides the store.
+#[derive(Debug, PartialEq, Eq)]
+enum Output {
+    /// An image archive: `docker save` (docker) or OCI layout (oci) format.
+    Archive { format: strata_store::archive::SaveFormat, dest: PathBuf },
+    /// The image's filesystem as a directory.
+    Local(PathBuf),
+    /// The image's filesystem as a tar.
+    Tar(PathBuf),
 }
 
-/// `strata builder prune`: drops every cache entry, then a GC frees the layers and
-/// snapshots only the cache kept.
-pub fn prune(ctx: &super::Context, args: BuilderPruneArgs) -> Result<ExitCode> {
-    if !args.force {
-        eprint!(
-            "WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] "
-        );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).into_diagnostic()?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Ok(ExitCode::SUCCESS);
+/// `--output` values, Docker's CSV form (`type=local,dest=out`) or a bare directory.
+fn parse_output(raw: &str) -> Result<Output> {
+    if !raw.contains('=') {
+        return Ok(Output::Local(PathBuf::from(raw)));
+    }
+    let (mut kind, mut dest) = (None, None);
+    for field in raw.split(',') {
+        match field.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            _ => {
+                return Err(miette!(
+                    "--output {raw:?}: unknown field {field:?}; use type=TYPE,dest=PATH"
+                ))
+            }
         }
     }
-    let store = ctx.store()?;
-    let entries = store.cache_prune().into_diagnostic()?;
-    let freed = store.gc().into_diagnostic()?.bytes_freed;
-    println!("Deleted build cache entries: {entries}");
-    println!("Total:\t{}", strata_format::human_size(freed as f64));
-    Ok(ExitCode::SUCCESS)
+    let dest = dest.ok_or_else(|| miette!("--output {raw:?} has no dest=PATH"))?;
+    use strata_store::archive::SaveFormat;
+    match kind.as_deref() {
+        Some("docker") => Ok(Output::Archive { format: SaveFormat::Docker, dest }),
+        Some("oci") => Ok(Output::Archive { format: SaveFormat::Oci, dest }),
+        Some("local") | None => Ok(Output::Local(dest)),
+        Some("tar") => Ok(Output::Tar(dest)),
+        Some(other) => Err(miette!(
+            "--output type={other} is not supported: use docker, oci, local or tar (the image \
+             is always stored; push it with `strata push`)"
+        )),
+    }
+}
+
+/// `--platform`: the host's is the only one there is until emulation exists.
+fn check_platform(raw: Option<&str>) -> Result<()> {
+    let Some(raw) = raw else { return Ok(()) };
+    let host = strata_oci::Platform::host();
+    for p in raw.split(',') {
+        let want =
+            strata_oci::Platform::parse(p).map_err(|e| miette!("invalid --platform {p:?}: {e}"))?;
+        let same = want.os == host.os
+            && want.architecture == host.architecture
+            && (want.variant.is_none() || want.variant == host.variant);
+        if !same {
+            return Err(miette!(
+                "--platform {p}: this machine builds only for {}/{} (no emulation yet); build \
+                 on a {}/{} machine, or leave --platform out",
+                host.os,
+                host.architecture,
+                want.os,
+                want.architecture
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn build_args(raw: &[String]) -> BTreeMap<String, String> {
@@ -155,17 +211,82 @@ fn secrets(raw: &[String]) -> Result<BTreeMap<String, strata_build::SecretSource
     Ok(out)
 }
 
-fn read(args: &BuildArgs) -> Result<Dockerfile> {
-    let (name, src) = match (&args.file, args.context.as_str()) {
-        (Some(f), _) if f.as_os_str() == "-" => ("Dockerfile".to_string(), stdin_text()?),
-        (None, "-") => ("Dockerfile".to_string(), stdin_text()?),
-        (Some(f), _) => (f.display().to_string(), file_text(f)?),
-        (None, dir) => {
-            let f = Path::new(dir).join("Dockerfile");
-            (f.display().to_string(), file_text(&f)?)
+/// The build context and where its Dockerfile came from.
+struct Input {
+    df: Dockerfile,
+    context: PathBuf,
+    /// The Dockerfile's path when it is a file (its `.dockerignore` sits beside it).
+    dockerfile_path: Option<PathBuf>,
+    /// A context made for this build (a tar read from stdin, or none at all), removed after.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Docker's rules: `PATH` is a directory; `-` is a tar context on stdin (plain or
+/// compressed), or else a Dockerfile on stdin and no context; `-f -` reads the Dockerfile
+/// from stdin with a directory context.
+fn read(args: &BuildArgs) -> Result<Input> {
+    let stdin_file = args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
+    if args.context == "-" {
+        if stdin_file {
+            return Err(miette!(
+                "cannot read both the context and the Dockerfile (-f -) from stdin"
+            ));
+        }
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).into_diagnostic().wrap_err("reading stdin")?;
+        let scratch = tempfile::tempdir().into_diagnostic()?;
+        if !looks_like_archive(&bytes) {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| miette!("stdin is neither a tar archive nor a UTF-8 Dockerfile"))?;
+            let df = parse_dockerfile("Dockerfile", &text).map_err(miette::Report::new)?;
+            let context = scratch.path().to_path_buf();
+            return Ok(Input { df, context, dockerfile_path: None, _scratch: Some(scratch) });
+        }
+        let opts = strata_layer::UnpackOptions {
+            mode: strata_layer::UnpackMode::Apply,
+            ..strata_layer::UnpackOptions::default()
+        };
+        strata_layer::unpack(std::io::Cursor::new(bytes), scratch.path(), &opts)
+            .map_err(|e| miette!("extracting the build context from stdin: {e}"))?;
+        let name = args.file.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
+        let path = scratch.path().join(&name);
+        let text = std::fs::read_to_string(&path).into_diagnostic().wrap_err_with(|| {
+            format!(
+                "the context on stdin has no {} (use -f to name the Dockerfile)",
+                name.display()
+            )
+        })?;
+        let df =
+            parse_dockerfile(&name.display().to_string(), &text).map_err(miette::Report::new)?;
+        let context = scratch.path().to_path_buf();
+        return Ok(Input { df, context, dockerfile_path: Some(path), _scratch: Some(scratch) });
+    }
+    let context = PathBuf::from(&args.context);
+    if !context.is_dir() {
+        return Err(miette!(
+            "the build context {} is not a directory (use - to read a tar from stdin)",
+            context.display()
+        ));
+    }
+    let (name, src, dockerfile_path) = match &args.file {
+        Some(_) if stdin_file => ("Dockerfile".to_string(), stdin_text()?, None),
+        Some(f) => (f.display().to_string(), file_text(f)?, Some(f.clone())),
+        None => {
+            let f = context.join("Dockerfile");
+            (f.display().to_string(), file_text(&f)?, Some(f))
         }
     };
-    parse_dockerfile(&name, &src).map_err(miette::Report::new)
+    let df = parse_dockerfile(&name, &src).map_err(miette::Report::new)?;
+    Ok(Input { df, context, dockerfile_path, _scratch: None })
+}
+
+/// Whether stdin holds an archive (gzip, bzip2, xz, zstd or a plain tar), as Docker checks.
+fn looks_like_archive(b: &[u8]) -> bool {
+    b.starts_with(&[0x1f, 0x8b])
+        || b.starts_with(b"BZh")
+        || b.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
+        || b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || b.get(257..262) == Some(b"ustar")
 }
 
 fn file_text(path: &Path) -> Result<String> {
@@ -185,27 +306,28 @@ fn stdin_text() -> Result<String> {
 
 pub fn run(ctx: &super::Context, args: BuildArgs) -> Result<ExitCode> {
     let call = args.call;
-    let df = read(&args)?;
-    if args.check && matches!(call, Call::Build) && !lint_passes(&args, &df)? {
+    let input = read(&args)?;
+    let df = &input.df;
+    if args.check && matches!(call, Call::Build) && !lint_passes(&args, df)? {
         return Ok(ExitCode::FAILURE);
     }
     let build_args = build_args(&args.build_args);
     let target = args.target.as_deref();
     match call {
         Call::Outline => {
-            print!("{}", call_outline(&df, &build_args, target).map_err(miette::Report::new)?);
+            print!("{}", call_outline(df, &build_args, target).map_err(miette::Report::new)?);
             Ok(ExitCode::SUCCESS)
         }
         Call::Targets => {
-            print!("{}", call_targets(&df));
+            print!("{}", call_targets(df));
             Ok(ExitCode::SUCCESS)
         }
         Call::Check => {
-            let report = call_check(&df, &build_args, target).map_err(miette::Report::new)?;
+            let report = call_check(df, &build_args, target).map_err(miette::Report::new)?;
             print!("{}", report.text);
             Ok(ExitCode::from(report.exit_code().clamp(0, 255) as u8))
         }
-        Call::Build => build_image(ctx, &args, &df, build_args),
+        Call::Build => build_image(ctx, &args, &input, build_args),
     }
 }
 
@@ -244,14 +366,17 @@ fn lint_passes(args: &BuildArgs, df: &Dockerfile) -> Result<bool> {
 fn build_image(
     ctx: &super::Context,
     args: &BuildArgs,
-    df: &Dockerfile,
+    input: &Input,
     build_args: BTreeMap<String, String>,
 ) -> Result<ExitCode> {
+    let df = &input.df;
     let network = match args.network.as_str() {
         "host" | "default" => strata_build::Network::Host,
         "none" => strata_build::Network::None,
         other => return Err(miette!("unknown --network {other:?}: use host or none")),
     };
+    check_platform(args.platform.as_deref())?;
+    let outputs = args.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
     let mut tags = Vec::new();
     for t in &args.tags {
         let r = strata_oci::Reference::parse(t)
@@ -264,24 +389,8 @@ fn build_image(
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.push((k.to_string(), v.to_string()));
     }
-    let empty_context;
-    let context = if args.context == "-" {
-        empty_context = tempfile::tempdir().into_diagnostic()?;
-        empty_context.path().to_path_buf()
-    } else {
-        let c = PathBuf::from(&args.context);
-        if !c.is_dir() {
-            return Err(miette!("the build context {} is not a directory", c.display()));
-        }
-        c
-    };
-    let dockerfile_path = match &args.file {
-        Some(f) if f.as_os_str() != "-" => Some(f.clone()),
-        Some(_) => None,
-        None => Some(context.join("Dockerfile")),
-    };
-    let mut opts = strata_build::BuildOptions::new(&context);
-    opts.dockerfile_path = dockerfile_path;
+    let mut opts = strata_build::BuildOptions::new(&input.context);
+    opts.dockerfile_path = input.dockerfile_path.clone();
     opts.target = args.target.clone();
     opts.build_args = build_args;
     opts.network = network;
@@ -289,14 +398,33 @@ fn build_image(
     opts.tags = tags;
     opts.secrets = secrets(&args.secrets)?;
     opts.no_cache = args.no_cache;
+    opts.no_cache_filter = args.no_cache_filter.clone();
+    opts.pull = args.pull;
+    opts.compression = match args.compression {
+        LayerCompression::Gzip => strata_layer::Compression::Gzip,
+        LayerCompression::Zstd => strata_layer::Compression::Zstd,
+        LayerCompression::Uncompressed => strata_layer::Compression::None,
+    };
+    // Missing base images are pulled as Docker does, with the user's credentials.
+    opts.puller = Some(std::sync::Arc::new(super::registry_client::BuildPuller::new()?));
+    let cancel = strata_build::CancelHandle::new().map_err(|e| miette!("{e}"))?;
+    opts.cancel = Some(cancel.clone());
+    let interrupts = cancel_on_interrupt(cancel.clone())?;
     let store = ctx.store()?;
     let quiet = args.quiet || args.progress == ProgressMode::Quiet;
     let mut progress = build_progress::start(args.progress, args.quiet, df)?;
     let mut on_event = |e: strata_build::Event| progress.event(&e);
     let built = strata_build::build(&store, df, &opts, &mut on_event).map_err(|e| match e {
+        // Ctrl-C: whichever step noticed first, the user stopped the build.
+        _ if interrupts.fired() => miette!("the build was cancelled (interrupted)"),
         strata_build::BuildError::Dockerfile(d) => miette::Report::new(d),
         other => miette!("{other}"),
     });
+    if interrupts.fired() {
+        progress.finish(built.as_ref());
+        eprintln!("ERROR: the build was cancelled (interrupted)");
+        return Ok(ExitCode::from(130));
+    }
     if progress.finish(built.as_ref()) {
         // The progress display reported the error itself (json: as its last line).
         return Ok(ExitCode::FAILURE);
@@ -307,6 +435,9 @@ fn build_image(
             .into_diagnostic()
             .wrap_err_with(|| format!("writing --iidfile {}", f.display()))?;
     }
+    for o in &outputs {
+        write_output(&store, &result, o)?;
+    }
     if quiet {
         println!("{}", result.id);
     } else {
@@ -316,4 +447,87 @@ fn build_image(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one `--output` from the committed image.
+fn write_output(
+    store: &strata_store::Store,
+    result: &strata_build::BuildResult,
+    output: &Output,
+) -> Result<()> {
+    let image = store.resolve(&result.id.to_string()).into_diagnostic()?;
+    match output {
+        Output::Archive { format, dest } => {
+            let items = [strata_store::archive::SaveItem { names: result.tags.clone(), image }];
+            write_file(dest, |w| {
+                strata_store::archive::save(store, &items, *format, w).map_err(|e| miette!("{e}"))
+            })
+        }
+        Output::Tar(dest) => write_file(dest, |w| {
+            strata_build::export_rootfs_tar(store, &image, w).map_err(|e| miette!("{e}"))
+        }),
+        Output::Local(dest) => strata_build::export_rootfs(store, &image, dest)
+            .map_err(|e| miette!("{e}"))
+            .wrap_err_with(|| format!("--output type=local,dest={}", dest.display())),
+    }
+}
+
+/// `dest` written through a temporary file renamed into place (`-` is stdout), so a
+/// failure leaves no half file.
+fn write_file(
+    dest: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+) -> Result<()> {
+    if dest.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        return write(&mut out);
+    }
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("creating a file beside {}", dest.display()))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)?;
+        std::io::Write::flush(&mut w).into_diagnostic()?;
+    }
+    tmp.persist(dest).into_diagnostic().wrap_err_with(|| format!("writing {}", dest.display()))?;
+    Ok(())
+}
+
+/// Ctrl-C (and SIGTERM) cancel the build: running RUNs are killed, the build's scratch
+/// directories removed, and what was written stays cached. A second Ctrl-C is handled the
+/// same way; the build ends within moments of the first.
+fn cancel_on_interrupt(cancel: strata_build::CancelHandle) -> Result<InterruptGuard> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).into_diagnostic()?;
+    let handle = signals.handle();
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = fired.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            cancel.cancel();
+        }
+    });
+    Ok(InterruptGuard { handle, fired })
+}
+
+/// Listens for Ctrl-C while the build runs (the engine also cancels on its own failures:
+/// `fired` says the user did).
+struct InterruptGuard {
+    handle: signal_hook::iterator::Handle,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl InterruptGuard {
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
 }

@@ -2,6 +2,7 @@
 
 mod archive;
 mod build;
+mod builder;
 mod df;
 mod fsck;
 mod history;
@@ -75,7 +76,7 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Manage the build cache
     #[command(subcommand)]
-    Builder(build::BuilderCommand),
+    Builder(builder::BuilderCommand),
     /// Show each layer's changes and the wasted space of an image (like dive)
     Analyze(strata_analyze::AnalyzeArgs),
     /// Run an OCI registry
@@ -143,7 +144,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::System(SystemCommand::Df(a)) => df::run(ctx, a),
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Build(a) => build::run(ctx, a),
-        Command::Builder(build::BuilderCommand::Prune(a)) => build::prune(ctx, a),
+        Command::Builder(c) => builder::run(ctx, c),
         Command::Analyze(a) => strata_analyze::run(ctx.root.clone(), a).into_diagnostic(),
         Command::Registry(c) => registry_server::run(c),
         Command::Lint(a) => strata_lint::run(a).map_err(miette::Report::new),

@@ -450,3 +450,31 @@ pub fn copy(ctx: &Context, args: CopyArgs) -> Result<ExitCode> {
     ));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `strata build`'s way to fetch a base image the store lacks (or every one with
+/// `--pull`), with the user's Docker credentials, as `strata pull` would.
+pub struct BuildPuller {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl BuildPuller {
+    pub fn new() -> Result<BuildPuller> {
+        let client = Client::new(ClientOptions::default()).into_diagnostic()?;
+        let rt = strata_registry::runtime().into_diagnostic()?;
+        Ok(BuildPuller { client, rt })
+    }
+}
+
+impl strata_build::ImagePuller for BuildPuller {
+    fn pull(&self, store: &strata_store::Store, name: &str) -> std::result::Result<(), String> {
+        let target = Reference::parse(name)
+            .map_err(|e| format!("invalid reference format: {e}"))?
+            .with_default_tag();
+        let opts = PullOptions::default();
+        self.rt
+            .block_on(strata_registry::pull_image(&self.client, store, &target, &opts))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,8 +1,10 @@
 //! Shared helpers for the CLI tests: the binary, fixtures, peers, and loud skips.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
@@ -119,4 +121,64 @@ pub fn podman_reset(dir: &Path) {
 pub fn untar(archive: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(into));
+}
+
+/// A `strata registry serve` process on a free loopback port, stopped by its PID.
+pub struct StrataRegistry {
+    child: Child,
+    pub addr: String,
+}
+
+impl StrataRegistry {
+    pub fn start(root: &Path, extra: &[&str]) -> StrataRegistry {
+        let mut child = Command::new(STRATA)
+            .args(["registry", "serve", "--addr", "127.0.0.1:0", "--log-level", "info", "--root"])
+            .arg(root)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strata registry serve");
+        // The listening line names the port; the thread then keeps draining the access log
+        // so the server never blocks on a full pipe.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening") {
+                    if let Some(a) = line.split("addr=").nth(1) {
+                        let _ = tx.send(a.split_whitespace().next().unwrap_or("").to_string());
+                    }
+                } else if line.contains("ERROR") || line.contains("WARN") {
+                    eprintln!("registry: {line}");
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("strata registry serve did not report its address within 30 s");
+            }
+        };
+        StrataRegistry { child, addr }
+    }
+}
+
+impl Drop for StrataRegistry {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
