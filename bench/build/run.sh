@@ -6,7 +6,8 @@
 # Scenarios (see README.md): a = multi-stage with RUN steps and a 100 MB file,
 # b = 20,000 small files + 200 MB of larger ones, c = rebuild of b after a one-file change,
 # d = two independent stages (sleep 2 + work) and a final stage copying from both,
-# e = no-op rebuild of a, b and d. Each build is timed REPS times; the median is reported,
+# e = no-op rebuild of a, b and d, f = 20 `RUN true` steps (and the same file without them:
+# the per-RUN overhead). Each build is timed REPS times; the median is reported,
 # next to the time the same RUN commands take directly on the host (busybox's applets, from
 # the fixture), so overhead = build time - RUN time.
 #
@@ -86,7 +87,7 @@ D1='sleep 2 && seq 1 400000 | sha256sum > ${R}/one.txt'
 D2='sleep 2 && seq 1 400000 | md5sum > ${R}/two.txt'
 
 log "generating contexts in $W/ctx"
-mkdir -p "$W/ctx/a" "$W/ctx/b" "$W/ctx/d"
+mkdir -p "$W/ctx/a" "$W/ctx/b" "$W/ctx/d" "$W/ctx/f" "$W/ctx/f0"
 python3 - "$W/ctx" <<'EOF'
 import os, random, sys
 root = sys.argv[1]
@@ -136,6 +137,8 @@ FROM busybox
 COPY --from=one /one.txt /
 COPY --from=two /two.txt /
 EOF
+{ echo "FROM busybox"; for i in $(seq 1 20); do echo "RUN true $i"; done; } >"$W/ctx/f/Dockerfile"
+printf 'FROM busybox\nLABEL runs=none\n' >"$W/ctx/f0/Dockerfile"
 CHANGED=$W/ctx/b/files/d123/f12345.txt
 
 # --- host RUN times ----------------------------------------------------------------------
@@ -163,7 +166,10 @@ host_times() {
   td=$(host_run "$h/d" "$D1" "$D2")
   printf 'host\ta\t%s\t%s\nhost\tb\t%s\t%s\nhost\tc\t%s\t%s\nhost\td\t%s\t%s\n' \
     "$rep" "$ta" "$rep" "$tb" "$rep" "$tb" "$rep" "$td" >>"$RESULTS"
-  for s in ea eb ed; do printf 'host\t%s\t%s\t0\n' "$s" "$rep" >>"$RESULTS"; done
+  for s in ea eb ed f0; do printf 'host\t%s\t%s\t0\n' "$s" "$rep" >>"$RESULTS"; done
+  local fcmds=() i
+  for i in $(seq 1 20); do fcmds+=("true $i"); done
+  printf 'host\tf\t%s\t%s\n' "$rep" "$(host_run "$h" "${fcmds[@]}")" >>"$RESULTS"
   rm -rf "$h"
 }
 
@@ -227,6 +233,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
     cp "$W/changed.orig" "$CHANGED"
     build "$tool" d "$W/ctx/d" 1; record "$tool" d "$rep" "$LAST"
     build "$tool" d "$W/ctx/d" 0; record "$tool" ed "$rep" "$LAST"
+    build "$tool" f0 "$W/ctx/f0" 1; record "$tool" f0 "$rep" "$LAST"
+    build "$tool" f "$W/ctx/f" 1; record "$tool" f "$rep" "$LAST"
   done
 done
 
@@ -248,6 +256,8 @@ names = {
     "ea": "e. no-op rebuild of a",
     "eb": "e. no-op rebuild of b",
     "ed": "e. no-op rebuild of d",
+    "f0": "f0. FROM + LABEL only (cold)",
+    "f": "f. 20 x RUN true (cold)",
 }
 def f(x):
     return "-" if x is None else f"{x:.2f}"
@@ -269,4 +279,13 @@ for s, name in names.items():
     row += [ratio(med.get(("strata", s)), med.get((o, s))) for o in others]
     row += [ratio(over.get("strata"), over.get(o)) for o in others]
     print("| " + " | ".join(row) + " |")
+print("\nPer-RUN overhead, (f - f0) / 20 RUN steps, ms:", ", ".join(
+    f"{t} {(med[(t, 'f')] - med[(t, 'f0')]) / 20 * 1000:.1f}"
+    for t in tools if (t, "f") in med and (t, "f0") in med))
+print("\nEvery repetition, seconds (repetition 1 is the first build in fresh stores):\n")
+print("| scenario | " + " | ".join(["host"] + tools) + " |")
+print("|---|" + "---|" * (len(tools) + 1))
+for s, name in names.items():
+    cells = [", ".join(f"{x:.2f}" for x in times.get((t, s), [])) or "-" for t in ["host"] + tools]
+    print(f"| {name} | " + " | ".join(cells) + " |")
 EOF

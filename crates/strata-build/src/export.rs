@@ -27,7 +27,7 @@ pub fn export_rootfs(store: &Store, image: &ImageRecord, dest: &Path) -> Result<
 
 /// Writes the merged filesystem of `image` to `out` as one uncompressed tar (sorted,
 /// numeric owners), staging it in a directory under the store first.
-pub fn export_rootfs_tar(store: &Store, image: &ImageRecord, out: impl Write) -> Result<()> {
+pub fn export_rootfs_tar(store: &Store, image: &ImageRecord, out: impl Write + Send) -> Result<()> {
     let tmp_root = store.root().join("build-tmp");
     std::fs::create_dir_all(&tmp_root).map_err(io_ctx("creating the export directory"))?;
     let tmp = tempfile::Builder::new()

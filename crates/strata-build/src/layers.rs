@@ -22,6 +22,9 @@ use strata_store::{CacheEntry, LayerRecord};
 
 use crate::{fsview, lock, BuildError, Builder, Result};
 
+/// The layer writer's nice value (0 is normal, 19 the lowest).
+const WRITER_NICE: libc::c_int = 10;
+
 /// A layer of a stage: known (a base image's, a cached step's, or written), or being
 /// written.
 #[derive(Clone)]
@@ -121,8 +124,15 @@ impl Builder<'_> {
         self.write_job(job);
     }
 
-    /// The writer thread's loop.
+    /// The writer thread's loop. It runs niced (and so do the compression threads it
+    /// starts, which inherit it): a RUN going on meanwhile gets the CPU first, and the
+    /// writer takes what is left, all of it once the steps are over.
     pub(crate) fn write_layers(&self, rx: Receiver<LayerJob>) {
+        // SAFETY: plain syscalls on this thread's own id; a failure leaves the priority.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WRITER_NICE);
+        }
         for job in rx {
             self.write_job(job);
         }

@@ -314,7 +314,7 @@ pub fn build(
         counter: AtomicUsize::new(0),
         ignore: Mutex::new(None),
         lex: ShellLex::new(df.escape),
-        epoch: source_date_epoch(),
+        epoch: source_date_epoch(&opts.build_args),
         hasher: ContextHasher::new(&opts.context),
         progress: Mutex::new(progress),
         done: Mutex::new(BTreeMap::new()),
@@ -339,8 +339,10 @@ pub fn build(
     result
 }
 
-fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok())
+/// `SOURCE_DATE_EPOCH` from `--build-arg` (BuildKit's way), else from the environment.
+fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Option<u64> {
+    let raw = build_args.get("SOURCE_DATE_EPOCH").cloned();
+    raw.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok()).and_then(|v| v.trim().parse().ok())
 }
 
 fn rfc3339(dt: chrono::DateTime<chrono::Utc>) -> String {

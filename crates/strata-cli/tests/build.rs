@@ -745,11 +745,20 @@ fn source_date_epoch_builds_are_reproducible() {
          CMD [\"sh\"]\n",
     );
     let mut results = Vec::new();
-    for _ in 0..2 {
+    // Once from the environment, once as a build argument (BuildKit's way): the same image.
+    for by_arg in [false, true] {
         let env = Env::new();
         env.ok(&["load", "-i", busybox.to_str().unwrap()]);
-        let (ok, err, _) =
-            build_env(&env, ctx, &["-t", "repro:1"], &[("SOURCE_DATE_EPOCH", "1700000000")]);
+        let (ok, err, _) = if by_arg {
+            build_env(
+                &env,
+                ctx,
+                &["-t", "repro:1", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+                &[],
+            )
+        } else {
+            build_env(&env, ctx, &["-t", "repro:1"], &[("SOURCE_DATE_EPOCH", "1700000000")])
+        };
         assert!(ok, "{err}");
         let inspect = json(&env.ok(&["inspect", "repro:1"]));
         assert_eq!(inspect[0]["Created"], "2023-11-14T22:13:20Z");

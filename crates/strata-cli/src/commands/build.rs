@@ -406,7 +406,7 @@ fn build_image(
         LayerCompression::Uncompressed => strata_layer::Compression::None,
     };
     // Missing base images are pulled as Docker does, with the user's credentials.
-    opts.puller = Some(std::sync::Arc::new(super::registry_client::BuildPuller::new()?));
+    opts.puller = Some(std::sync::Arc::new(super::registry_client::BuildPuller::default()));
     let cancel = strata_build::CancelHandle::new().map_err(|e| miette!("{e}"))?;
     opts.cancel = Some(cancel.clone());
     let interrupts = cancel_on_interrupt(cancel.clone())?;
@@ -476,11 +476,12 @@ fn write_output(
 /// failure leaves no half file.
 fn write_file(
     dest: &Path,
-    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+    write: impl FnOnce(&mut (dyn std::io::Write + Send)) -> Result<()>,
 ) -> Result<()> {
     if dest.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        return write(&mut out);
+        let mut out = std::io::BufWriter::new(std::io::stdout());
+        write(&mut out)?;
+        return std::io::Write::flush(&mut out).into_diagnostic();
     }
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)

@@ -452,18 +452,12 @@ pub fn copy(ctx: &Context, args: CopyArgs) -> Result<ExitCode> {
 }
 
 /// `strata build`'s way to fetch a base image the store lacks (or every one with
-/// `--pull`), with the user's Docker credentials, as `strata pull` would.
+/// `--pull`), with the user's Docker credentials, as `strata pull` would. The client (TLS
+/// roots, credentials) and its runtime are made on the first pull: most builds pull
+/// nothing, and making them costs more than a whole cached build.
+#[derive(Default)]
 pub struct BuildPuller {
-    client: Client,
-    rt: tokio::runtime::Runtime,
-}
-
-impl BuildPuller {
-    pub fn new() -> Result<BuildPuller> {
-        let client = Client::new(ClientOptions::default()).into_diagnostic()?;
-        let rt = strata_registry::runtime().into_diagnostic()?;
-        Ok(BuildPuller { client, rt })
-    }
+    made: std::sync::OnceLock<std::result::Result<(Client, tokio::runtime::Runtime), String>>,
 }
 
 impl strata_build::ImagePuller for BuildPuller {
@@ -471,9 +465,13 @@ impl strata_build::ImagePuller for BuildPuller {
         let target = Reference::parse(name)
             .map_err(|e| format!("invalid reference format: {e}"))?
             .with_default_tag();
-        let opts = PullOptions::default();
-        self.rt
-            .block_on(strata_registry::pull_image(&self.client, store, &target, &opts))
+        let made = self.made.get_or_init(|| {
+            let client = Client::new(ClientOptions::default()).map_err(|e| e.to_string())?;
+            let rt = strata_registry::runtime().map_err(|e| e.to_string())?;
+            Ok((client, rt))
+        });
+        let (client, rt) = made.as_ref().map_err(Clone::clone)?;
+        rt.block_on(strata_registry::pull_image(client, store, &target, &PullOptions::default()))
             .map(|_| ())
             .map_err(|e| e.to_string())
     }

@@ -78,21 +78,24 @@ pub struct LayerDescriptor {
 }
 
 /// Writes the tree under `dir` as a layer blob into `out`.
-pub fn write_layer<W: io::Write>(
+pub fn write_layer<W: io::Write + Send>(
     dir: &Path,
     out: W,
     opts: &WriteOptions,
 ) -> Result<LayerDescriptor, LayerError> {
     let nodes = walk::collect(dir, opts.overlay_whiteouts)?;
-    let sink = pipeline::pipeline(opts.compression, opts.level, opts.thread_count(), out)
-        .map_err(LayerError::Write)?;
-    let mut builder = tar::Builder::new(sink);
-    let mut first_links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    for node in &nodes {
-        write_node(&mut builder, node, opts, &mut first_links)?;
-    }
-    let sink = builder.into_inner().map_err(LayerError::Write)?;
-    let done = pipeline::finish(sink).map_err(LayerError::Write)?;
+    let done = std::thread::scope(|scope| {
+        let sink =
+            pipeline::pipeline(scope, opts.compression, opts.level, opts.thread_count(), out)
+                .map_err(LayerError::Write)?;
+        let mut builder = tar::Builder::new(sink);
+        let mut first_links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        for node in &nodes {
+            write_node(&mut builder, node, opts, &mut first_links)?;
+        }
+        let sink = builder.into_inner().map_err(LayerError::Write)?;
+        pipeline::finish(sink).map_err(LayerError::Write)
+    })?;
     Ok(LayerDescriptor {
         digest: done.digest,
         diff_id: done.diff_id,
@@ -108,8 +111,8 @@ const USTAR_ID_MAX: u64 = 0o7_777_777;
 /// Largest value of the 11-digit octal size field.
 const USTAR_SIZE_MAX: u64 = 0o77_777_777_777;
 
-fn write_node<W: io::Write>(
-    builder: &mut tar::Builder<pipeline::Pipeline<W>>,
+fn write_node<'s, W: io::Write + Send + 's>(
+    builder: &mut tar::Builder<pipeline::Pipeline<'s, W>>,
     node: &Node,
     opts: &WriteOptions,
     first_links: &mut HashMap<(u64, u64), Vec<u8>>,
