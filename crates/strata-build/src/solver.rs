@@ -379,8 +379,17 @@ impl Builder<'_> {
         let extra = self.key_inputs(ins, env)?;
         let env_json = serde_json::to_string(&env.0).unwrap_or_default();
         let key = cache_key(&[&st.key, itext, &env_json, &extra]);
+        // A `COPY --link` layer is made as if on scratch (see copy.rs), so, as in BuildKit,
+        // it is looked up without the stage below: a new base reuses it. The stage's key
+        // still chains it, so the steps after it depend on the base.
+        let linked = matches!(&ins.kind,
+            InstructionKind::Copy(c) | InstructionKind::Add(c) if c.link && c.chmod.is_none());
+        let lookup = match linked {
+            true => cache_key(&["COPY --link", &st.workdir, itext, &env_json, &extra]),
+            false => key.clone(),
+        };
         let skip = self.opts.no_cache || st.no_cache;
-        let hit = if skip { None } else { self.store.cache_get(&key, self.lease)? };
+        let hit = if skip { None } else { self.store.cache_get(&lookup, self.lease)? };
         let created = self.created(hit.as_ref());
         let ctx = StepCtx { ins, text: itext, env, id, hit: hit.as_ref(), created: &created };
         let layer = self.instruction(st, ctx)?;
@@ -392,11 +401,11 @@ impl Builder<'_> {
             // The step's cache entry is stored when its blob exists.
             Some(layer) => {
                 let below = st.layers[..st.layers.len() - 1].to_vec();
-                self.queue_layer(LayerJob { layer, below, cache: Some((key, created)) });
+                self.queue_layer(LayerJob { layer, below, cache: Some((lookup, created)) });
             }
             None if hit.is_none() => {
                 let entry = CacheEntry { layer: None, chain_id: None, created };
-                self.store.cache_put(&key, &entry)?;
+                self.store.cache_put(&lookup, &entry)?;
             }
             None => {}
         }

@@ -358,6 +358,31 @@ fn link_makes_the_layer_as_if_on_scratch() {
 }
 
 #[test]
+fn a_linked_copy_stays_cached_when_the_base_changes() {
+    let Some(env) = with_busybox() else { return };
+    // Two different bases.
+    let base = env.path("base");
+    write(&base, "Dockerfile", "FROM busybox\nRUN echo 2 > /base-version\n");
+    build_ok(&env, &base, &["-t", "base:2"]);
+    let ctx = env.path("ctx");
+    write(&ctx, "data.txt", "data\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE=busybox\nFROM $BASE\nWORKDIR /app\n\
+         COPY --link data.txt ./linked/\nCOPY data.txt ./plain/\nRUN cat linked/data.txt plain/data.txt\n",
+    );
+    build_ok(&env, &ctx, &[]);
+    let progress = build_ok(&env, &ctx, &["--build-arg", "BASE=base:2"]);
+    assert!(cached(&progress, "COPY --link data.txt"), "the linked layer is reused:\n{progress}");
+    assert!(!cached(&progress, "COPY data.txt"), "a plain COPY depends on its base:\n{progress}");
+    assert!(!cached(&progress, "RUN cat"), "what follows depends on the base:\n{progress}");
+    // The reused layer is really there on the new base: the RUN read both copies.
+    let printed = progress.lines().filter(|l| l.ends_with(" data")).count();
+    assert_eq!(printed, 2, "{progress}");
+}
+
+#[test]
 fn symbolic_chmod_applies_to_files_and_directories() {
     let Some(env) = with_busybox() else { return };
     let ctx = env.path("ctx");
