@@ -6,20 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{fixture, json, Env};
-
-fn with_busybox() -> Option<Env> {
-    let busybox = fixture("busybox.docker.tar")?;
-    let env = Env::new();
-    env.ok(&["load", "-i", busybox.to_str().unwrap()]);
-    Some(env)
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use common::{fixture, json, with_busybox, write, Env};
 
 fn build(env: &Env, ctx: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["build", "--progress", "plain"];

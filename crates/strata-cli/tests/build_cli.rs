@@ -10,20 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture, json, Env, StrataRegistry};
-
-fn with_busybox() -> Option<Env> {
-    let busybox = fixture("busybox.docker.tar")?;
-    let env = Env::new();
-    env.ok(&["load", "-i", busybox.to_str().unwrap()]);
-    Some(env)
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use common::{json, with_busybox, write, Env, StrataRegistry};
 
 /// `strata build --progress plain ARGS... CTX`: (success, stderr).
 fn build(env: &Env, ctx: &Path, extra: &[&str]) -> (bool, String) {

@@ -8,64 +8,23 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fixture, Env};
+use common::{run_timeout, with_busybox, write, Env};
+
+/// Runs `cmd` to completion, failing the test past [`TIMEOUT`].
+fn run(cmd: &mut Command) -> Output {
+    run_timeout(cmd, TIMEOUT.as_secs())
+}
 use sha2::{Digest, Sha256};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn with_busybox() -> Option<Env> {
-    let busybox = fixture("busybox.docker.tar")?;
-    let env = Env::new();
-    let out = run(env.cmd().args(["load", "-i", busybox.to_str().unwrap()]));
-    assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
-    Some(env)
-}
-
-/// Runs `cmd` to completion, killing it (and failing the test) past [`TIMEOUT`].
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    let pipe = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = pipe(Box::new(child.stdout.take().unwrap()));
-    let err = pipe(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
 
 fn chmod(dir: &Path, name: &str, mode: u32) {
     fs::set_permissions(dir.join(name), fs::Permissions::from_mode(mode)).unwrap();

@@ -6,54 +6,11 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{fixture, have, json, Env, STRATA};
+use common::{have, json, run_timeout, with_busybox, write, Env, STRATA};
 use serde_json::Value;
-
-/// Runs a command with its output captured, killing it after `secs` seconds.
-fn run_timeout(cmd: &mut Command, secs: u64) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {secs} s; its output so far:\n{}\n{}",
-                fs::read_to_string(&out_path).unwrap_or_default(),
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output { status, stdout: fs::read(&out_path).unwrap(), stderr: fs::read(&err_path).unwrap() }
-}
-
-fn with_busybox() -> Option<Env> {
-    let busybox = fixture("busybox.docker.tar")?;
-    let env = Env::new();
-    let out = run_timeout(env.cmd().args(["load", "-q", "-i", busybox.to_str().unwrap()]), 120);
-    assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
-    Some(env)
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
 
 /// `strata build ARGS... CTX` with stdout and stderr captured.
 fn build(env: &Env, ctx: &Path, args: &[&str]) -> Output {

@@ -68,43 +68,13 @@ fn until(filters: &[String]) -> Result<Option<i64>> {
 /// Docker's `until`: a Go duration before now, unix seconds, or an RFC 3339 time.
 fn parse_until(v: &str) -> Option<i64> {
     let now = chrono::Utc::now().timestamp();
-    if let Some(d) = go_duration_secs(v) {
-        return Some(now - d);
+    if let Some(d) = strata_dockerfile::instructions::parse_go_duration(v) {
+        return Some(now - d.as_secs() as i64);
     }
     if let Ok(n) = v.parse::<f64>() {
         return Some(n as i64);
     }
     chrono::DateTime::parse_from_rfc3339(v).ok().map(|t| t.timestamp())
-}
-
-/// Seconds in a Go duration string (`1h30m`, `45s`, `1.5h`, `300ms`), if it is one.
-fn go_duration_secs(v: &str) -> Option<i64> {
-    let mut rest = v;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Some(total as i64)
 }
 
 fn prune(ctx: &super::Context, args: BuilderPruneArgs) -> Result<ExitCode> {
@@ -191,12 +161,10 @@ mod tests {
 
     #[test]
     fn go_durations_and_timestamps() {
-        assert_eq!(go_duration_secs("24h"), Some(86_400));
-        assert_eq!(go_duration_secs("1h30m"), Some(5_400));
-        assert_eq!(go_duration_secs("1.5h"), Some(5_400));
-        assert_eq!(go_duration_secs("45s"), Some(45));
-        assert_eq!(go_duration_secs("10d"), None, "Go has no day unit");
-        assert_eq!(go_duration_secs("h"), None);
+        let ago = |v| parse_until(v).map(|t| chrono::Utc::now().timestamp() - t);
+        assert!(ago("24h").is_some_and(|s| (86_399..=86_401).contains(&s)));
+        assert!(ago("1h30m").is_some_and(|s| (5_399..=5_401).contains(&s)));
+        assert!(parse_until("10d").is_none(), "Go has no day unit");
         assert_eq!(parse_until("1700000000"), Some(1_700_000_000));
         assert_eq!(parse_until("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert!(until(&["label=x".into()]).is_err());

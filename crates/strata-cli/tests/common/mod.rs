@@ -1,6 +1,7 @@
 //! Shared helpers for the CLI tests: the binary, fixtures, peers, and loud skips.
 #![allow(dead_code)]
 
+use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -181,4 +182,48 @@ impl Drop for StrataRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a command with its output captured, killing it after `secs` seconds.
+pub fn run_timeout(cmd: &mut Command, secs: u64) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {secs} s; its output so far:\n{}\n{}",
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output { status, stdout: fs::read(&out_path).unwrap(), stderr: fs::read(&err_path).unwrap() }
+}
+
+/// A store with the busybox fixture loaded, or None (a loud skip) without the fixtures.
+pub fn with_busybox() -> Option<Env> {
+    let busybox = fixture("busybox.docker.tar")?;
+    let env = Env::new();
+    env.ok(&["load", "-i", busybox.to_str().unwrap()]);
+    Some(env)
+}
+
+/// Writes `text` to `dir/name`, making the directories on the way.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
 }
