@@ -381,9 +381,14 @@ impl Builder<'_> {
                 _ if c.exclude.is_some() || symbolic => {
                     tree::copy_tree(tree, root, &f, &target, attrs).map_err(copy_err(root))?
                 }
-                Tree::Context { .. } => {
-                    self.copy_context(&root.rel, &root.host, &root.md, &target, plain)?
-                }
+                Tree::Context { .. } => self.copy_context(
+                    &root.rel,
+                    &root.host,
+                    &root.md,
+                    &target,
+                    plain,
+                    Some(t.layer),
+                )?,
                 Tree::Stack(stack) => {
                     fsview::copy_from_stack(stack, &root.rel, &target, plain, true)
                         .map_err(copy_err(root))?
@@ -556,9 +561,9 @@ impl Builder<'_> {
     }
 
     /// Copies a context file or directory (honouring .dockerignore inside directories).
-    /// Into a COPY's layer directory, unchanged files an earlier COPY copied are linked and
-    /// the copies are recorded for the next build (see `filecopy`); anything else (a
-    /// mount's private copy, which RUN may write to) gets real copies.
+    /// Into a COPY's `layer` directory, unchanged files an earlier COPY copied are linked
+    /// and the copies are recorded for the next build (see `filecopy`); a mount's private
+    /// copy (`layer` None), which RUN may write to, gets real copies.
     pub(crate) fn copy_context(
         &self,
         rel: &Path,
@@ -566,9 +571,9 @@ impl Builder<'_> {
         md: &fs::Metadata,
         target: &Path,
         a: CopyAttrs,
+        layer: Option<&Path>,
     ) -> Result<()> {
-        let layer = self.copy_layer_of(target);
-        let pool = layer.as_deref().map(|l| (l, self.copy_pool()));
+        let pool = layer.map(|l| (l, self.copy_pool()));
         let mut batch = match pool {
             Some((l, p)) => CopyBatch::pooled(l, p),
             None => CopyBatch::default(),
@@ -586,17 +591,9 @@ impl Builder<'_> {
         }
         let copied = batch.run_recorded().map_err(io_ctx(format!("copying {}", host.display())))?;
         if let Some(l) = layer {
-            lock(&self.copy_records).entry(l).or_default().extend(copied);
+            lock(&self.copy_records).entry(l.to_path_buf()).or_default().extend(copied);
         }
         Ok(())
-    }
-
-    /// The COPY layer directory (`<build tmp>/copy<N>`, see `fresh_dir`) `target` is in.
-    fn copy_layer_of(&self, target: &Path) -> Option<PathBuf> {
-        let first = target.strip_prefix(&self.tmp).ok()?.components().next()?;
-        let name = first.as_os_str().to_str()?;
-        let n = name.strip_prefix("copy")?;
-        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| self.tmp.join(name))
     }
 
     /// Copies of context files that recent snapshots hold, loaded once per build.

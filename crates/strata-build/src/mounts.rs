@@ -180,7 +180,7 @@ impl Builder<'_> {
                                 let dir = self.fresh_dir("bind")?;
                                 p.scratch.push(dir.clone());
                                 let copy = dir.join("src");
-                                self.copy_context(&rel, &host, &md, &copy, ROOT)?;
+                                self.copy_context(&rel, &host, &md, &copy, ROOT, None)?;
                                 copy
                             }
                         }
