@@ -138,6 +138,11 @@ fn outputs_write_archives_and_filesystems() {
             &format!("type=tar,dest={}", tar.display()),
         ],
     );
+    // Written as `save -o` writes its archives: 0644, not a temporary file's 0600.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&oci, &docker, &tar] {
+        assert_eq!(fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o644, "{}", f.display());
+    }
     // The image archives load into another store as the same image.
     let id = json(&env.ok(&["inspect", "out:1"]))[0]["Id"].as_str().unwrap().to_string();
     for archive in [&oci, &docker] {

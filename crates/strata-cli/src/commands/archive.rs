@@ -106,33 +106,13 @@ pub fn save(ctx: &Context, args: SaveArgs) -> Result<ExitCode> {
         Format::Oci => SaveFormat::Oci,
     };
     match &args.output {
-        Some(path) => {
-            // Write beside the target and rename, so an interrupted save never leaves a
-            // truncated archive under the requested name.
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let mut temp = tempfile::Builder::new()
-                .prefix(".strata-save-")
-                .tempfile_in(dir)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot create a file in {}", dir.display()))?;
+        Some(path) => super::write_file_replacing(path, |file| {
             let progress = Progress::bytes("Saving", false);
-            let out = ProgressWriter { inner: temp.as_file_mut(), progress: &progress };
+            let out = ProgressWriter { inner: file, progress: &progress };
             let saved = archive::save(&store, &items, format, out);
             progress.finish();
-            saved.into_diagnostic()?;
-            // Temporary files are private (0600); the archive gets what `docker save -o` gives.
-            use std::os::unix::fs::PermissionsExt;
-            temp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-                .into_diagnostic()?;
-            temp.as_file().sync_all().into_diagnostic()?;
-            temp.persist(path)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-        }
+            saved.into_diagnostic()
+        })?,
         None => {
             if io::stdout().is_terminal() {
                 return Err(miette!(

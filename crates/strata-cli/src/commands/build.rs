@@ -472,8 +472,7 @@ fn write_output(
     }
 }
 
-/// `dest` written through a temporary file renamed into place (`-` is stdout), so a
-/// failure leaves no half file.
+/// `dest` written as `save -o` writes (see [`super::write_file_replacing`]); `-` is stdout.
 fn write_file(
     dest: &Path,
     write: impl FnOnce(&mut (dyn std::io::Write + Send)) -> Result<()>,
@@ -483,17 +482,11 @@ fn write_file(
         write(&mut out)?;
         return std::io::Write::flush(&mut out).into_diagnostic();
     }
-    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("creating a file beside {}", dest.display()))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+    super::write_file_replacing(dest, |file| {
+        let mut w = std::io::BufWriter::new(file);
         write(&mut w)?;
-        std::io::Write::flush(&mut w).into_diagnostic()?;
-    }
-    tmp.persist(dest).into_diagnostic().wrap_err_with(|| format!("writing {}", dest.display()))?;
-    Ok(())
+        std::io::Write::flush(&mut w).into_diagnostic()
+    })
 }
 
 /// Ctrl-C (and SIGTERM) cancel the build: running RUNs are killed, the build's scratch

@@ -178,3 +178,29 @@ pub fn parse_time(s: Option<&str>) -> Option<i64> {
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// Writes the file `path` (`save -o`, `build --output`) beside it and renames it into place,
+/// so an interrupted write never leaves a truncated file under the requested name. It gets
+/// what `docker save -o` gives: mode 0644, synced before the rename.
+pub fn write_file_replacing(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
+    use miette::WrapErr;
+    use std::os::unix::fs::PermissionsExt;
+    let dir =
+        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".strata-out-")
+        .tempfile_in(dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot create a file in {}", dir.display()))?;
+    write(temp.as_file_mut())?;
+    // Temporary files are private (0600).
+    temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).into_diagnostic()?;
+    temp.as_file().sync_all().into_diagnostic()?;
+    temp.persist(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
