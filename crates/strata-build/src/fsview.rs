@@ -236,21 +236,3 @@ impl StackCopy<'_, '_> {
         Ok(())
     }
 }
-
-/// Sum of regular file sizes under `dir` (what Docker reports as a layer's size).
-pub(crate) fn content_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else if md.is_file() {
-                total += md.len();
-            }
-        }
-    }
-    total
-}

@@ -20,7 +20,7 @@ use strata_layer::{write_layer, WriteOptions};
 use strata_oci::Digest;
 use strata_store::{CacheEntry, LayerRecord};
 
-use crate::{fsview, lock, BuildError, Builder, Result};
+use crate::{lock, BuildError, Builder, Result};
 
 /// The layer writer's nice value (0 is normal, 19 the lowest).
 const WRITER_NICE: libc::c_int = 10;
@@ -81,7 +81,7 @@ pub(crate) struct LayerJob {
     /// The stack below, bottom first: all resolved by the time the job runs (FIFO).
     pub(crate) below: Vec<LayerSlot>,
     /// The step's cache key and `created`, stored once the blob is published.
-    pub(crate) cache: Option<(String, String)>,
+    pub(crate) cache: (String, String),
 }
 
 /// The queue into the writer thread, and what it wrote (for the snapshots).
@@ -158,7 +158,7 @@ impl Builder<'_> {
         &self,
         dir: &std::path::Path,
         below: &[LayerSlot],
-        cache: Option<(String, String)>,
+        (key, created): (String, String),
     ) -> Result<(LayerRecord, Digest)> {
         let mut diff_ids = Vec::with_capacity(below.len() + 1);
         for slot in below {
@@ -172,9 +172,9 @@ impl Builder<'_> {
             overlay_whiteouts: true,
             ..WriteOptions::default()
         };
-        let desc = write_layer(dir, &mut ingest, &wopts).map_err(|e| {
-            BuildError::Other(format!("writing a layer from {}: {e}", dir.display()))
-        })?;
+        // write_job names the directory.
+        let desc =
+            write_layer(dir, &mut ingest, &wopts).map_err(|e| BuildError::Other(e.to_string()))?;
         let staged = ingest.stage(Some(&desc.digest))?;
         self.lease.add([&desc.digest])?;
         staged.publish()?;
@@ -183,17 +183,15 @@ impl Builder<'_> {
             diff_id: desc.diff_id.clone(),
             media_type: desc.media_type.clone(),
             size: desc.size,
-            content_size: fsview::content_size(dir),
+            content_size: desc.content_size,
         };
         diff_ids.push(desc.diff_id);
         let chain = strata_oci::config::chain_ids(&diff_ids)
             .pop()
             .ok_or_else(|| BuildError::Other("no chain ID".into()))?;
-        if let Some((key, created)) = cache {
-            let entry =
-                CacheEntry { layer: Some(record.clone()), chain_id: Some(chain.clone()), created };
-            self.store.cache_put(&key, &entry)?;
-        }
+        let entry =
+            CacheEntry { layer: Some(record.clone()), chain_id: Some(chain.clone()), created };
+        self.store.cache_put(&key, &entry)?;
         Ok((record, chain))
     }
 

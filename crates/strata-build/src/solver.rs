@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use strata_dockerfile::{
@@ -96,7 +95,7 @@ impl Builder<'_> {
             if let Some(s) = done.get(&i) {
                 return Some(Some(s.clone()));
             }
-            if self.failed.load(Ordering::SeqCst) {
+            if self.failed() {
                 return Some(None);
             }
             done = self.done_cv.wait(done).unwrap_or_else(|p| p.into_inner());
@@ -255,7 +254,7 @@ impl Builder<'_> {
     pub(crate) fn wait_for(&self, deps: &[usize]) -> bool {
         let mut done = lock(&self.done);
         loop {
-            if self.failed.load(Ordering::SeqCst) {
+            if self.failed() {
                 return false;
             }
             if deps.iter().all(|d| done.contains_key(d)) {
@@ -401,7 +400,7 @@ impl Builder<'_> {
             // The step's cache entry is stored when its blob exists.
             Some(layer) => {
                 let below = st.layers[..st.layers.len() - 1].to_vec();
-                self.queue_layer(LayerJob { layer, below, cache: Some((lookup, created)) });
+                self.queue_layer(LayerJob { layer, below, cache: (lookup, created) });
             }
             None if hit.is_none() => {
                 let entry = CacheEntry { layer: None, chain_id: None, created };

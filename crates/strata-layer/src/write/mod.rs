@@ -73,6 +73,8 @@ pub struct LayerDescriptor {
     pub diff_id: Digest,
     pub size: u64,
     pub uncompressed_size: u64,
+    /// Sum of the regular files' sizes (what Docker reports as a layer's size).
+    pub content_size: u64,
     pub media_type: String,
     pub compression: Compression,
 }
@@ -84,6 +86,11 @@ pub fn write_layer<W: io::Write + Send>(
     opts: &WriteOptions,
 ) -> Result<LayerDescriptor, LayerError> {
     let nodes = walk::collect(dir, opts.overlay_whiteouts)?;
+    let content_size = nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Plain) && n.meta.is_file())
+        .map(|n| n.meta.len())
+        .sum();
     let done = std::thread::scope(|scope| {
         let sink =
             pipeline::pipeline(scope, opts.compression, opts.level, opts.thread_count(), out)
@@ -101,6 +108,7 @@ pub fn write_layer<W: io::Write + Send>(
         diff_id: done.diff_id,
         size: done.size,
         uncompressed_size: done.uncompressed_size,
+        content_size,
         media_type: opts.compression.oci_media_type().to_string(),
         compression: opts.compression,
     })
