@@ -161,7 +161,7 @@ impl Store {
             }
             self.discard_snapshot(&target)?;
         }
-        let tmp = sdir.join(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+        let tmp = self.private_snapshot_path();
         fs::create_dir(&tmp).ctx("creating", &tmp)?;
         let moved = (|| {
             write_marker(&tmp).ctx("marking", &tmp)?;
@@ -188,11 +188,7 @@ impl Store {
     }
 
     fn unpack_snapshot(&self, layer: &crate::LayerRecord, target: &std::path::Path) -> Result<()> {
-        let tmp = self.snapshots_dir().join(format!(
-            ".tmp-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let tmp = self.private_snapshot_path();
         let fs_dir = tmp.join("fs");
         fs::create_dir_all(&fs_dir).ctx("creating", &fs_dir)?;
         let result = (|| {
@@ -230,14 +226,17 @@ impl Store {
         }
     }
 
+    /// A new `.tmp-<pid>-<random>` path in the snapshots directory: invisible to readers,
+    /// and removed by GC once this process is gone.
+    fn private_snapshot_path(&self) -> PathBuf {
+        let name = format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>());
+        self.snapshots_dir().join(name)
+    }
+
     /// Moves a possibly torn snapshot out of the way (atomically, so a racing process sees
     /// it either whole or gone) and deletes it; it is unpacked again when needed.
     fn discard_snapshot(&self, target: &Path) -> Result<()> {
-        let away = self.snapshots_dir().join(format!(
-            ".tmp-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let away = self.private_snapshot_path();
         match fs::rename(target, &away) {
             Ok(()) => fs::remove_dir_all(&away).ctx("removing stale snapshot", &away),
             // Another process discarded it first.
