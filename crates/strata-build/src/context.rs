@@ -36,9 +36,10 @@ use strata_store::{StatCache, StatRecord, Store};
 
 use crate::BuildError;
 
-/// A file changed less than this before a hash starts is not recorded in the stat-cache:
-/// well above a kernel tick (1-10 ms) and the 1-2 s timestamps of some filesystems.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
+/// A file changed less than this before a hash starts is not recorded in the stat-cache
+/// (nor its copy offered for linking, see `filecopy`): well above a kernel tick (1-10 ms)
+/// and the 1-2 s timestamps of some filesystems.
+pub(crate) const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 pub(crate) struct ContextHasher {
     root: PathBuf,
@@ -280,7 +281,7 @@ impl ContextHasher {
     }
 }
 
-fn unix_ns(t: SystemTime) -> i64 {
+pub(crate) fn unix_ns(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),

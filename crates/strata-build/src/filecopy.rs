@@ -19,11 +19,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 use strata_store::{CopySource, PooledCopy, SourceStat};
 
+use crate::context::{unix_ns, RACY_WINDOW};
 use crate::fsview::CopyAttrs;
 
 /// Regular files and symlinks to copy once the directories exist.
@@ -33,10 +34,6 @@ pub(crate) struct CopyBatch<'p> {
     /// For a COPY from the context: the layer directory, and earlier copies to link.
     pool: Option<(&'p Path, &'p HashMap<PathBuf, PooledCopy>)>,
 }
-
-/// A file changed this recently may change again within the same ctime tick unseen, so
-/// its copy is not offered for linking later.
-const RACY: Duration = Duration::from_secs(2);
 
 struct Item {
     src: PathBuf,
@@ -110,7 +107,9 @@ impl<'p> CopyBatch<'p> {
     /// later links.
     pub(crate) fn run_recorded(self) -> io::Result<Vec<CopySource>> {
         let pool = self.pool;
-        let since = SystemTime::now() - RACY;
+        // A file changed this recently may change again within the same ctime tick
+        // unseen, so its copy is not offered for linking later.
+        let since = unix_ns(SystemTime::now()) - RACY_WINDOW.as_nanos() as i64;
         let recorded = self
             .items
             .par_iter()
@@ -152,15 +151,15 @@ fn pooled_copy<'a>(it: &Item, pool: &'a HashMap<PathBuf, PooledCopy>) -> Option<
 }
 
 /// What the copy of context file `it` records, unless the source changed too recently.
-fn record(it: &Item, layer: &Path, since: SystemTime) -> Option<CopySource> {
+fn record(it: &Item, layer: &Path, since_ns: i64) -> Option<CopySource> {
     let src = it.src_rel.clone()?;
-    let ctime = Duration::new(it.md.ctime().max(0) as u64, it.md.ctime_nsec().max(0) as u32);
-    if SystemTime::UNIX_EPOCH + ctime >= since || it.md.modified().ok()? >= since {
+    let stat = stat_of(&it.md);
+    if stat.ctime_ns >= since_ns || stat.mtime_ns >= since_ns {
         return None;
     }
     let dest = it.dst.strip_prefix(layer).ok()?.to_path_buf();
     let (uid, gid, mode) = final_attrs(it);
-    Some(CopySource { src, dest, stat: stat_of(&it.md), uid, gid, mode })
+    Some(CopySource { src, dest, stat, uid, gid, mode })
 }
 
 /// Copies one file or symlink now.
