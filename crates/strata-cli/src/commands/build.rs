@@ -280,13 +280,14 @@ fn read(args: &BuildArgs) -> Result<Input> {
     Ok(Input { df, context, dockerfile_path, _scratch: None })
 }
 
-/// Whether stdin holds an archive (gzip, bzip2, xz, zstd or a plain tar), as Docker checks.
+/// Whether stdin holds an archive (gzip, bzip2, xz, zstd or a plain tar), as Docker checks:
+/// the layer codec's magic numbers (bzip2 and xz are recognised, then refused by unpack
+/// with a clear error), else a tar header.
 fn looks_like_archive(b: &[u8]) -> bool {
-    b.starts_with(&[0x1f, 0x8b])
-        || b.starts_with(b"BZh")
-        || b.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
-        || b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || b.get(257..262) == Some(b"ustar")
+    match strata_layer::compression::detect(b) {
+        Ok(strata_layer::Compression::None) => b.get(257..262) == Some(b"ustar"),
+        _ => true,
+    }
 }
 
 fn file_text(path: &Path) -> Result<String> {
