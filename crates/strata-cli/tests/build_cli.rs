@@ -290,6 +290,13 @@ fn builder_du_and_prune() {
     // The COPY's layer is the image's: shared, not reclaimable.
     assert!(du.lines().any(|l| l.contains(" false ")), "{du}");
 
+    // `system df` counts the same entries.
+    let df = env.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Size}}"]);
+    let row = df.lines().find(|l| l.starts_with("Build Cache ")).unwrap_or_else(|| panic!("{df}"));
+    assert!(!row.starts_with("Build Cache 0 ") && !row.ends_with(" 0B"), "{df}");
+    let verbose = env.ok(&["system", "df", "-v"]);
+    assert!(verbose.contains("CACHE ID") && verbose.contains(" regular "), "{verbose}");
+
     // Nothing is older than an hour; a dangling prune keeps what images share.
     let out = env.ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
     assert!(!out.contains("Deleted build cache objects"), "{out}");

@@ -28,6 +28,16 @@ const SUMMARY_HEADERS: &[(&str, &str)] = &[
     ("Size", "SIZE"),
     ("Reclaimable", "RECLAIMABLE"),
 ];
+const CACHE: &str = "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}";
+const CACHE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CACHE ID"),
+    ("CacheType", "CACHE TYPE"),
+    ("Size", "SIZE"),
+    ("CreatedSince", "CREATED"),
+    ("LastUsedSince", "LAST USED"),
+    ("UsageCount", "USAGE"),
+    ("Shared", "SHARED"),
+];
 const VERBOSE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}";
 const VERBOSE_HEADERS: &[(&str, &str)] = &[
     ("Repository", "REPOSITORY"),
@@ -52,6 +62,10 @@ pub fn run(ctx: &Context, args: DfArgs) -> Result<ExitCode> {
         }
     }
     let total: u64 = users.values().map(|(_, size)| size).sum();
+    // The build cache: an entry whose layer an image has too is shared, not reclaimable.
+    let cache = store.cache_entries().into_diagnostic()?;
+    let cache_size: u64 = cache.iter().map(|e| e.size).sum();
+    let cache_free: u64 = cache.iter().filter(|e| !e.in_use).map(|e| e.size).sum();
     if !args.verbose {
         let pct = if total == 0 { 0 } else { 100 };
         let rows = vec![
@@ -59,7 +73,8 @@ pub fn run(ctx: &Context, args: DfArgs) -> Result<ExitCode> {
                    "Reclaimable": format!("{} ({pct}%)", image_size(total))}),
             json!({"Type": "Containers", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
             json!({"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
-            json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+            json!({"Type": "Build Cache", "TotalCount": cache.len(), "Active": 0,
+                "Size": image_size(cache_size), "Reclaimable": image_size(cache_free)}),
         ];
         print_formatted(args.format.as_deref(), SUMMARY, SUMMARY_HEADERS, &rows)?;
         return Ok(ExitCode::SUCCESS);
@@ -96,7 +111,20 @@ pub fn run(ctx: &Context, args: DfArgs) -> Result<ExitCode> {
     );
     println!("\nLocal Volumes space usage:\n");
     println!("VOLUME NAME   LINKS     SIZE");
-    println!("\nBuild cache usage: 0B\n");
-    println!("CACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   USAGE     SHARED");
+    println!("\nBuild cache usage: {}\n", image_size(cache_size));
+    let rows: Vec<serde_json::Value> = cache
+        .iter()
+        .map(|e| {
+            let created = parse_time(Some(&e.created)).unwrap_or(0);
+            json!({
+                "ID": &e.key[..e.key.len().min(25)], "CacheType": "regular",
+                "Size": image_size(e.size),
+                "CreatedSince": strata_format::created_since(created, now),
+                "LastUsedSince": strata_format::created_since(e.last_used, now),
+                "UsageCount": 1, "Shared": e.in_use,
+            })
+        })
+        .collect();
+    print_formatted(None, CACHE, CACHE_HEADERS, &rows)?;
     Ok(ExitCode::SUCCESS)
 }
