@@ -2,6 +2,7 @@
 # Build benchmark: Strata vs BuildKit (dockerd) vs buildah, same machine, same run.
 #
 #   bench/build/run.sh [-n REPS] [--tools strata,buildkit,buildah] [--strata BIN] [--keep]
+#                      [--fs loop|here]
 #
 # Scenarios (see README.md): a = multi-stage with RUN steps and a 100 MB file,
 # b = 20,000 small files + 200 MB of larger ones, c = rebuild of b after a one-file change,
@@ -12,24 +13,31 @@
 # the fixture), so overhead = build time - RUN time.
 #
 # Everything lives in one scratch dir under /tmp; dockerd and buildah's storage are private
-# to it (scripts/peers.sh) and stopped by PID / unmounted on exit.
+# to it (scripts/peers.sh) and stopped by PID / unmounted on exit. With --fs loop (the
+# default as root) that dir is a fresh journaled ext4 on a loop device: on an ext4 without
+# a journal, file creation slows down 5-10x for ~30 s after many deletions (the kernel's
+# recently_deleted inode scan), which would charge whichever tool runs after another's
+# cleanup; --fs here uses /tmp as it is. Tools take turns going first, one rep each.
 set -euo pipefail
 
 REPS=3
 TOOLS=strata,buildkit,buildah
 STRATA_BIN=${STRATA:-}
 KEEP=0
+FS=auto
 while [ $# -gt 0 ]; do
   case $1 in
     -n) REPS=$2; shift 2 ;;
     --tools) TOOLS=$2; shift 2 ;;
     --strata) STRATA_BIN=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --fs) FS=$2; shift 2 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n needs a positive number, got '$REPS'" >&2; exit 2; }
+case $FS in auto | loop | here) ;; *) echo "run.sh: --fs is loop or here, got '$FS'" >&2; exit 2 ;; esac
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -60,15 +68,36 @@ fi
 # Short path: dockerd's unix sockets live under it (108-byte limit).
 W=$(mktemp -d /tmp/sbench.XXXXXX)
 DOCKERD_UP=0
+LOOP_IMG=
 cleanup() {
   set +e
   [ "$DOCKERD_UP" = 1 ] && bash "$PEERS" dockerd stop "$W" >/dev/null 2>&1
   has_tool buildah && bash "$PEERS" podman-reset "$W" >/dev/null 2>&1
-  if [ "$KEEP" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
+  if [ "$KEEP" = 1 ]; then
+    echo "kept $W${LOOP_IMG:+ (mounted from $LOOP_IMG: umount $W; rm $LOOP_IMG)}" >&2
+  elif [ -n "$LOOP_IMG" ]; then
+    umount "$W" 2>/dev/null || umount -l "$W"
+    rm -f "$LOOP_IMG"; rmdir "$W"
+  else
+    rm -rf "$W"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+if [ "$FS" != here ] && [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null; then
+  # Inode tables and journal written now, so no lazy-init thread writes during the runs.
+  LOOP_IMG=$W.img
+  truncate -s 40G "$LOOP_IMG"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$LOOP_IMG"
+  mount -o loop "$LOOP_IMG" "$W"
+  log "scratch: journaled ext4 on a loop device at $W"
+elif [ "$FS" = loop ]; then
+  echo "run.sh: --fs loop needs root and mkfs.ext4" >&2; exit 1
+else
+  log "scratch: $W on the host's filesystem as it is"
+fi
 
 # --- the busybox applets on the host, for timing the RUN commands directly ----------------
 mkdir -p "$W/bb"
@@ -197,8 +226,11 @@ setup_tools() {
 # build TOOL SCENARIO CTX NOCACHE: sets LAST to the seconds it took; exits loudly with the
 # log on failure (no subshell, so the exit ends the script and the trap cleans up).
 LAST=
+BUILD_NO=0
 build() {
-  local tool=$1 s=$2 ctx=$3 nocache=$4 t0 t1 logf=$W/logs/$1-$2.log flag=()
+  BUILD_NO=$((BUILD_NO + 1))
+  local tool=$1 s=$2 ctx=$3 nocache=$4 t0 t1 flag=()
+  local logf=$W/logs/$(printf %03d "$BUILD_NO")-$tool-$s-$([ "$nocache" = 1 ] && echo cold || echo warm).log
   mkdir -p "$W/logs"
   [ "$nocache" = 1 ] && flag=(--no-cache)
   t0=$(now)
@@ -218,8 +250,11 @@ IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 for ((rep = 1; rep <= REPS; rep++)); do
   log "repetition $rep/$REPS: host RUN times"
   host_times "$rep"
-  # Tools interleave within a repetition so machine noise spreads over all of them.
-  for tool in "${TOOL_LIST[@]}"; do
+  # Tools interleave within a repetition so machine noise spreads over all of them, and
+  # take turns going first.
+  n=${#TOOL_LIST[@]}
+  for ((k = 0; k < n; k++)); do
+    tool=${TOOL_LIST[$(((k + rep - 1) % n))]}
     [ -n "$tool" ] || continue
     log "repetition $rep/$REPS: $tool"
     # Cold builds use --no-cache (the base image stays loaded); the no-op rebuild follows.

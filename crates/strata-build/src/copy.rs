@@ -21,7 +21,7 @@ use strata_dockerfile::Heredoc;
 
 use crate::*;
 use chmod::Chmod;
-use tree::{has_wildcards, Attrs, Filter, Node, Tree};
+use tree::{has_wildcards, Attrs, Filter, Node, Source, Tree};
 
 /// A COPY/ADD with its words expanded and its flags checked.
 struct CopyArgs {
@@ -51,6 +51,9 @@ impl CopyArgs {
 
 /// One entry a source names, and the `--parents` pattern selecting inside it.
 struct Unit {
+    /// The source as named (its last component names a copied file).
+    name: PathBuf,
+    /// What it resolves to.
     root: Node,
     include: Vec<Pattern>,
 }
@@ -83,10 +86,12 @@ impl Builder<'_> {
         } else {
             format!("{}/{}", st.workdir, c.dest)
         };
-        let dest_rel = fsview::clean_rel(&dest_abs);
         // BuildKit builds a linked layer on scratch and merges it: it never reads the stage,
         // so neither do we (the snapshots below are not even unpacked).
         let lowers = if c.link { Vec::new() } else { self.lowers(st)? };
+        // The stage's symlinks on the way are followed (`/lib/x` lands in `/usr/lib/x` on
+        // a merged-/usr Debian), so the layer never shadows a link with a directory.
+        let dest_rel = self.resolve_in_stage(&lowers, &dest_abs, span)?;
         let chown = match &c.chown {
             Some(s) if c.link => Some(numeric_owner(s).ok_or_else(|| {
                 self.err(
@@ -239,7 +244,8 @@ impl Builder<'_> {
             } else {
                 let rel = fsview::clean_rel(src);
                 let matches = self.context_matches(src, &rel, span)?;
-                out.push_str(&format!("src {src} {}\n", self.hash_context(&matches)?));
+                let rels: Vec<PathBuf> = matches.into_iter().map(|m| m.node.rel).collect();
+                out.push_str(&format!("src {src} {}\n", self.hash_context(&rels)?));
             }
         }
         Ok(out)
@@ -306,18 +312,17 @@ impl Builder<'_> {
             let roots = if has_wildcards(pivot) {
                 tree.glob(&pivot_rel).map_err(|e| self.err(span, format!("{src}: {e}")))?
             } else {
-                tree.stat(&pivot_rel).into_iter().collect()
+                let node = tree.stat(&pivot_rel);
+                node.map(|node| Source { name: pivot_rel, node }).into_iter().collect()
             };
             return Ok(roots
                 .into_iter()
-                .map(|root| Unit { root, include: include.clone() })
+                .map(|s| Unit { name: s.name, root: s.node, include: include.clone() })
                 .collect());
         }
         let rel = fsview::clean_rel(src);
         let roots = match tree {
-            Tree::Context { .. } => {
-                self.context_matches(src, &rel, span)?.iter().filter_map(|m| tree.stat(m)).collect()
-            }
+            Tree::Context { .. } => self.context_matches(src, &rel, span)?,
             Tree::Stack(_) if has_wildcards(src) => {
                 let found = tree.glob(&rel).map_err(|e| self.err(span, format!("{src}: {e}")))?;
                 if found.is_empty() {
@@ -328,9 +333,15 @@ impl Builder<'_> {
                 }
                 found
             }
-            Tree::Stack(_) => vec![tree.stat(&rel).ok_or_else(|| not_found(&rel))?],
+            Tree::Stack(_) => {
+                let node = tree.stat(&rel).ok_or_else(|| not_found(&rel))?;
+                vec![Source { name: rel, node }]
+            }
         };
-        Ok(roots.into_iter().map(|root| Unit { root, include: Vec::new() }).collect())
+        Ok(roots
+            .into_iter()
+            .map(|s| Unit { name: s.name, root: s.node, include: Vec::new() })
+            .collect())
     }
 
     /// Copies one source (from the context or a stage) into the layer.
@@ -373,7 +384,7 @@ impl Builder<'_> {
             }
             let is_dir = root.is_dir();
             let target =
-                self.dest_for(t.layer, t.dest_rel, &root.rel, is_dir, t.dest_is_dir, &t.mk)?;
+                self.dest_for(t.layer, t.dest_rel, &u.name, is_dir, t.dest_is_dir, &t.mk)?;
             if !is_dir {
                 self.check_file_target(t, &target, span)?;
             }
@@ -504,54 +515,37 @@ impl Builder<'_> {
         Ok(target)
     }
 
-    /// Context paths (relative) a COPY source names: one path, or a glob's matches.
-    pub(crate) fn context_matches(
+    /// `abs`, a path in the stage, with the stage's symlinks followed (relative).
+    pub(crate) fn resolve_in_stage(
         &self,
-        src: &str,
-        rel: &Path,
+        lowers: &[PathBuf],
+        abs: &str,
         span: Span,
-    ) -> Result<Vec<PathBuf>> {
-        let ctx = self.opts.context.clone();
-        let is_glob = src.contains(['*', '?', '[']);
+    ) -> Result<PathBuf> {
+        fsview::resolve_in_stack(lowers, &fsview::clean_rel(abs), true).ok_or_else(|| {
+            self.err(span, format!("{abs}: too many levels of symbolic links in the stage"))
+        })
+    }
+
+    /// The context entries a COPY source names: one path, or a glob's matches, each with
+    /// its symlinks followed inside the context.
+    pub(crate) fn context_matches(&self, src: &str, rel: &Path, span: Span) -> Result<Vec<Source>> {
         let ignore = self.ignore()?;
-        if !is_glob {
-            let s = rel.to_string_lossy();
-            let excluded = !s.is_empty() && ignore.matches(&s);
-            if excluded || fs::symlink_metadata(ctx.join(rel)).is_err() {
-                return Err(self.err(
+        let tree = Tree::Context { root: &self.opts.context, ignore: &ignore };
+        if !has_wildcards(src) {
+            let node = tree.stat(rel).ok_or_else(|| {
+                self.err(
                     span,
                     format!(
                         "failed to compute cache key: \"/{}\": not found in the build context or excluded by .dockerignore",
                         rel.display()
                     ),
-                ));
-            }
-            return Ok(vec![rel.to_path_buf()]);
+                )
+            })?;
+            return Ok(vec![Source { name: rel.to_path_buf(), node }]);
         }
-        let pattern = glob::Pattern::new(&rel.to_string_lossy())
-            .map_err(|e| self.err(span, format!("bad pattern {src:?}: {e}")))?;
-        let mo = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
-        let mut found = Vec::new();
-        let depth = rel.components().count();
-        let mut stack = vec![(PathBuf::new(), 0usize)];
-        while let Some((dir, d)) = stack.pop() {
-            let Ok(rd) = fs::read_dir(ctx.join(&dir)) else { continue };
-            for e in rd.flatten() {
-                let r = dir.join(e.file_name());
-                let s = r.to_string_lossy().to_string();
-                if ignore.matches(&s) {
-                    continue;
-                }
-                if d + 1 == depth {
-                    if pattern.matches_with(&s, mo) {
-                        found.push(r);
-                    }
-                } else if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push((r, d + 1));
-                }
-            }
-        }
-        found.sort();
+        let found =
+            tree.glob(rel).map_err(|e| self.err(span, format!("bad pattern {src:?}: {e}")))?;
         if found.is_empty() {
             return Err(
                 self.err(span, format!("no source files were specified: {src:?} matches nothing"))

@@ -78,6 +78,93 @@ pub(crate) fn lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, usize)>
     None
 }
 
+/// What one path of a tree is, as [`resolve`] needs to know.
+pub(crate) enum Probe {
+    Link(PathBuf),
+    Other,
+    Missing,
+}
+
+/// The most symlinks one resolution follows (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+/// `rel` with its symlinks followed inside the tree's root, as BuildKit resolves COPY
+/// sources and destinations (fsutil's rootPath): an absolute target starts again at the
+/// root, and `..` never climbs above it, so nothing outside the tree is ever named.
+/// `follow_last` also follows a link in the last component. Past the first missing
+/// component the rest is kept as written. `None` on a symlink loop.
+pub(crate) fn resolve(
+    rel: &Path,
+    follow_last: bool,
+    probe: impl Fn(&Path) -> Probe,
+) -> Option<PathBuf> {
+    let mut todo: Vec<std::ffi::OsString> =
+        rel.components().rev().map(|c| c.as_os_str().to_os_string()).collect();
+    let mut out = PathBuf::new();
+    let mut links = 0;
+    let mut missing = false;
+    while let Some(c) = todo.pop() {
+        match Path::new(&c).components().next() {
+            Some(Component::Normal(_)) => {}
+            Some(Component::ParentDir) => {
+                out.pop();
+                continue;
+            }
+            _ => continue,
+        }
+        let next = out.join(&c);
+        if missing || (todo.is_empty() && !follow_last) {
+            out = next;
+            continue;
+        }
+        match probe(&next) {
+            Probe::Link(target) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return None;
+                }
+                if target.is_absolute() {
+                    out = PathBuf::new();
+                }
+                todo.extend(target.components().rev().map(|c| c.as_os_str().to_os_string()));
+            }
+            Probe::Other => out = next,
+            Probe::Missing => {
+                missing = true;
+                out = next;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// [`resolve`] in a plain directory tree rooted at `root` (the build context).
+pub(crate) fn resolve_in_dir(root: &Path, rel: &Path, follow_last: bool) -> Option<PathBuf> {
+    resolve(rel, follow_last, |p| probe_path(&root.join(p)))
+}
+
+/// [`resolve`] in a layer stack.
+pub(crate) fn resolve_in_stack(
+    lowers: &[PathBuf],
+    rel: &Path,
+    follow_last: bool,
+) -> Option<PathBuf> {
+    resolve(rel, follow_last, |p| match lookup(lowers, p) {
+        Some((host, _)) => probe_path(&host),
+        None => Probe::Missing,
+    })
+}
+
+fn probe_path(host: &Path) -> Probe {
+    match fs::symlink_metadata(host) {
+        Ok(md) if md.file_type().is_symlink() => {
+            fs::read_link(host).map_or(Probe::Missing, Probe::Link)
+        }
+        Ok(_) => Probe::Other,
+        Err(_) => Probe::Missing,
+    }
+}
+
 /// Whether `rel` is a directory in the stack (following no symlinks).
 pub(crate) fn is_dir(lowers: &[PathBuf], rel: &Path) -> bool {
     lookup(lowers, rel).is_some_and(|(p, _)| p.is_dir() && !p.is_symlink())
@@ -234,5 +321,35 @@ impl StackCopy<'_, '_> {
             self.entry(&lowers[..depth], &child, &path, &target, false)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn resolve_follows_links_inside_the_root_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::write(root.join("usr/lib/libc.so.6"), "").unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        symlink("/usr/lib/libc.so.6", root.join("usr/lib/libc.so")).unwrap();
+        symlink("../../../../etc", root.join("usr/up")).unwrap();
+        symlink("loop-b", root.join("loop-a")).unwrap();
+        symlink("loop-a", root.join("loop-b")).unwrap();
+        let r = |p: &str, last| resolve_in_dir(root, Path::new(p), last);
+
+        assert_eq!(r("lib/libc.so.6", true), Some(PathBuf::from("usr/lib/libc.so.6")));
+        assert_eq!(r("lib/libc.so", true), Some(PathBuf::from("usr/lib/libc.so.6")));
+        assert_eq!(r("lib/libc.so", false), Some(PathBuf::from("usr/lib/libc.so")));
+        // `..` stops at the root: the host's /etc is never named.
+        assert_eq!(r("usr/up/passwd", true), Some(PathBuf::from("etc/passwd")));
+        // Past a missing component the rest is kept as written.
+        assert_eq!(r("lib/new/x", true), Some(PathBuf::from("usr/lib/new/x")));
+        assert_eq!(r("loop-a/x", true), None);
     }
 }

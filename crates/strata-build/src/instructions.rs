@@ -80,11 +80,11 @@ impl Builder<'_> {
                 let abs = format!("/{}", fsview::clean_rel(&abs).display());
                 st.workdir = abs.clone();
                 st.config.set_working_dir(&abs);
-                let rel = fsview::clean_rel(&abs);
                 if let Some(h) = hit {
                     return self.apply_cached(st, h, hist(format!("WORKDIR {abs}")));
                 }
                 let lowers = self.lowers(st)?;
+                let rel = self.resolve_in_stage(&lowers, &abs, span)?;
                 if !rel.as_os_str().is_empty() && !fsview::is_dir(&lowers, &rel) {
                     let dir = self.fresh_dir("workdir")?;
                     // BuildKit's mkdir -p as the USER: every directory it makes is theirs.

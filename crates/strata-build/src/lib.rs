@@ -464,7 +464,9 @@ impl<'a> Builder<'a> {
                             let src = self.expand(m.source.as_deref().unwrap_or("."), env, span)?;
                             let rel = fsview::clean_rel(&src);
                             let matches = self.context_matches(&src, &rel, span)?;
-                            out.push_str(&format!("bind {src} {}\n", self.hash_context(&matches)?));
+                            let rels: Vec<PathBuf> =
+                                matches.into_iter().map(|m| m.node.rel).collect();
+                            out.push_str(&format!("bind {src} {}\n", self.hash_context(&rels)?));
                         }
                     }
                 }

@@ -163,15 +163,20 @@ impl Builder<'_> {
                     let rel = fsview::clean_rel(&src);
                     let source = match &m.from {
                         None => {
-                            let host = self.opts.context.join(&rel);
-                            let md = fs::symlink_metadata(&host).map_err(|_| {
+                            // Symlinks are followed inside the context only: a link to
+                            // /etc must not mount the host's.
+                            let not_found = || {
                                 self.err(
                                     span,
                                     format!(
                                         "bind mount source {src:?} is not in the build context"
                                     ),
                                 )
-                            })?;
+                            };
+                            let rel = fsview::resolve_in_dir(&self.opts.context, &rel, true)
+                                .ok_or_else(not_found)?;
+                            let host = self.opts.context.join(&rel);
+                            let md = fs::symlink_metadata(&host).map_err(|_| not_found())?;
                             if m.readonly && !self.has_ignore_patterns()? {
                                 host
                             } else {
@@ -187,6 +192,7 @@ impl Builder<'_> {
                         Some(f) => {
                             let f = self.expand(f, env, span)?;
                             let stack = self.source_stack(&f, span)?;
+                            let rel = fsview::resolve_in_stack(&stack, &rel, true).unwrap_or(rel);
                             let dir = self.fresh_dir("bind")?;
                             p.scratch.push(dir.clone());
                             let copy = dir.join("src");

@@ -55,6 +55,17 @@ pub(crate) fn parse_triggers(
     parse_dockerfile(&format!("ONBUILD triggers of {origin}"), &text).map(Some)
 }
 
+/// The (name, value as written) pairs the triggers' ENV instructions set, in order.
+pub(crate) fn env_pairs(triggers: &Dockerfile) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for ins in &triggers.stages[0].instructions {
+        if let InstructionKind::Env { vars, .. } = &ins.kind {
+            out.extend(vars.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+        }
+    }
+    out
+}
+
 /// A trigger's failure, re-pointed at the child's FROM line (the trigger's own span is in
 /// the trigger text, not in the user's Dockerfile).
 pub(crate) fn at_from(e: BuildError, trigger: &str, df: &Dockerfile, stage: usize) -> BuildError {

@@ -116,7 +116,7 @@ impl Builder<'_> {
                 BaseRef::Image(name) => {
                     let img = self.load_image(name, span)?;
                     let list = onbuild::image_triggers(&img.config);
-                    let mut env: Vec<(String, String)> = img
+                    let env: Vec<(String, String)> = img
                         .config
                         .config()
                         .env
@@ -127,10 +127,6 @@ impl Builder<'_> {
                         })
                         .collect();
                     let parsed = onbuild::parse_triggers(&list, &format!("image {name}"))?;
-                    // The stage's own instructions see what ENV triggers set.
-                    if let Some(t) = &parsed {
-                        self.trigger_env(t, &mut env, span)?;
-                    }
                     sopts.image_env.insert(name.clone(), env);
                     bases.insert(i, img);
                     parsed
@@ -142,6 +138,8 @@ impl Builder<'_> {
                 BaseRef::Scratch => None,
             };
             if let Some(t) = parsed {
+                // The stage's own instructions see what ENV triggers set.
+                sopts.trigger_env.insert(i, onbuild::env_pairs(&t));
                 triggers.insert(i, t);
             }
         }
@@ -310,7 +308,7 @@ impl Builder<'_> {
         if let Some(t) = triggers {
             // The base's triggers run first, then are gone from this stage's image.
             st.config.clear_onbuild();
-            let mut env = VarEnv(sscope.env_at(0).into_iter().collect());
+            let mut env = VarEnv(sscope.env_inherited().into_iter().collect());
             for (k, ins) in fired.iter().enumerate() {
                 let itext = instruction_text(t, ins);
                 let text = format!("[{label} {}/{n}] ONBUILD {itext}", k + 2);
@@ -429,18 +427,6 @@ impl Builder<'_> {
 
     /// Adds what the ENV triggers among `triggers` set to `env` (a base image's ENV), so
     /// the child stage's own instructions see those variables.
-    fn trigger_env(
-        &self,
-        triggers: &Dockerfile,
-        env: &mut Vec<(String, String)>,
-        span: Span,
-    ) -> Result<()> {
-        for ins in &triggers.stages[0].instructions {
-            self.trigger_env_one(ins, env, span)?;
-        }
-        Ok(())
-    }
-
     fn trigger_env_one(
         &self,
         ins: &Instruction,

@@ -632,6 +632,34 @@ fn onbuild_triggers_fire_in_the_child_only() {
     assert!(err.contains("FROM base:onbuild"), "the snippet shows the FROM line: {err}");
 }
 
+#[test]
+fn a_parent_stages_onbuild_env_is_seen_by_the_child_and_its_children() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("stage-onbuild");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS base\n\
+         ENV FROM_BASE=base\n\
+         ONBUILD ENV TRIGGERED=yes-$FROM_BASE\n\
+         FROM base AS child\n\
+         ENV CHILD=$TRIGGERED-child\n\
+         FROM child\n\
+         ENV GRAND=$CHILD-grand\n\
+         RUN echo \"$TRIGGERED $CHILD $GRAND\" > /seen\n",
+    );
+    let (ok, err, _) = build_env(&env, &ctx, &["-t", "stage-onbuild:1"], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("ONBUILD ENV TRIGGERED=yes-$FROM_BASE"), "{err}");
+    let files = layer_files(&env, "stage-onbuild:1");
+    let seen = files.iter().find(|(p, _)| p == "seen").map(|(_, c)| c.clone());
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"yes-base yes-base-child yes-base-child-grand\n"[..]),
+        "the trigger's ENV expands in the child's own ENV and reaches the grandchild"
+    );
+}
+
 /// (inode, snapshot dir) of every snapshot file at `rel` in the store.
 fn snapshot_inodes(env: &Env, rel: &str) -> Vec<(u64, std::path::PathBuf)> {
     use std::os::unix::fs::MetadataExt;

@@ -609,3 +609,41 @@ fn add_downloads_urls_with_checksums_redirects_and_clear_errors() {
     write(&ctx, "Dockerfile", &format!("FROM busybox\nCOPY {u}/file.txt /x\n"));
     assert!(build_fails(&env, &ctx).contains("source can't be a URL for COPY"));
 }
+
+#[test]
+fn symlinks_are_followed_inside_the_context_and_never_out_of_it() {
+    let Some(env) = with_busybox() else { return };
+    let ctx = env.path("links");
+    write(&ctx, "data.txt", "data\n");
+    write(&ctx, "sub/keep.txt", "kept\n");
+    let link =
+        |target: &str, name: &str| std::os::unix::fs::symlink(target, ctx.join(name)).unwrap();
+    link("/etc", "escape");
+    link("/etc/hostname", "abs-escape");
+    link("../../../../../../etc/passwd", "dotdot-escape");
+    link("../data.txt", "sub/up");
+    link("/sub", "abs-inside");
+
+    // Inside the context: relative, `..` and absolute targets all resolve against its root.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nCOPY sub/up /up.txt\nCOPY abs-inside/keep.txt /abs.txt\n",
+    );
+    build_ok(&env, &ctx, &["-t", "links:ok"]);
+    assert_eq!(inspect(&env, "links:ok", "cat /up.txt /abs.txt"), lines(&["data", "kept"]),);
+
+    // Out of it: the host's /etc is never read, only the context's (which has none).
+    for src in ["escape/passwd", "abs-escape", "dotdot-escape"] {
+        write(&ctx, "Dockerfile", &format!("FROM busybox\nCOPY {src} /stolen\n"));
+        let err = build_fails(&env, &ctx);
+        assert!(err.contains("not found"), "COPY {src}: {err}");
+    }
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=bind,source=escape,target=/m cat /m/passwd\n",
+    );
+    let err = build_fails(&env, &ctx);
+    assert!(err.contains("\"/escape\": not found in the build context"), "{err}");
+}

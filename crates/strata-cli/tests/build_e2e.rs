@@ -667,6 +667,36 @@ const CASES: &[Case] = &[
         files: &[],
         symlinks: &[],
     },
+    Case {
+        // Symlinks in source and destination paths are followed inside the context or
+        // the stage (BuildKit's rootPath); inside a copied directory they stay links.
+        name: "symlinks",
+        dockerfile: "FROM busybox AS stage\n\
+            RUN mkdir -p /usr/lib/real && echo lib > /usr/lib/real/libx.so.1 \
+                && ln -s libx.so.1 /usr/lib/real/libx.so && ln -s usr/lib /lnk \
+                && ln -s /usr/lib/real /abs\n\
+            FROM busybox\n\
+            RUN mkdir -p /usr/share/target && ln -s usr/share/target /dest\n\
+            COPY link.txt /from-link/\n\
+            COPY linkdir/inner.txt /via-dir/\n\
+            COPY linkdir/*.txt /glob-via-dir/\n\
+            COPY linkdir /whole-dir/\n\
+            COPY --from=stage /lnk/real/libx.so /libs/\n\
+            COPY --from=stage /abs/libx.so.1 /libs/abs.so\n\
+            COPY --from=stage /lnk/real/ /realdir/\n\
+            COPY data.txt /dest/\n\
+            WORKDIR /dest/work\n",
+        files: &[
+            ("data.txt", "data\n", 0o644),
+            ("realdir/inner.txt", "inner\n", 0o644),
+            ("realdir/b.txt", "b\n", 0o644),
+        ],
+        symlinks: &[
+            ("link.txt", "data.txt"),
+            ("linkdir", "realdir"),
+            ("realdir/inside-link", "inner.txt"),
+        ],
+    },
 ];
 
 fn make_context(root: &Path, case: &Case) -> PathBuf {

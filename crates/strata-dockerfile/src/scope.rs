@@ -120,6 +120,10 @@ pub struct BuildOptions {
     /// caller knows them. They seed the stage environment, and make the
     /// undefined-variable check exact for stages built on those images.
     pub image_env: BTreeMap<String, Vec<(String, String)>>,
+    /// ENV set by the ONBUILD triggers a stage fires, by stage index: (name, value as
+    /// written), applied in order over what the stage inherits, before its own
+    /// instructions.
+    pub trigger_env: BTreeMap<usize, Vec<(String, String)>>,
 }
 
 impl Default for BuildOptions {
@@ -129,6 +133,7 @@ impl Default for BuildOptions {
             build_platform: Platform::host(),
             target_platform: Platform::host(),
             image_env: BTreeMap::new(),
+            trigger_env: BTreeMap::new(),
         }
     }
 }
@@ -217,6 +222,8 @@ pub struct StageScope {
     pub log: Vec<(EnvKind, String, String)>,
     /// For each instruction, how much of `log` it sees.
     pub marks: Vec<usize>,
+    /// How much of `log` the inherited environment is (before ONBUILD triggers' ENV).
+    pub inherited_mark: usize,
     pub secrets: Vec<MountUse>,
     pub ssh: Vec<MountUse>,
     /// Names consumed from `--build-arg`.
@@ -408,6 +415,11 @@ pub fn analyze(df: &Dockerfile, opts: &BuildOptions) -> Scope {
         let mut scope_env = StageEnv::default();
         for (k, v) in inherited {
             scope_env.set(EnvKind::Env, k, v);
+        }
+        let inherited_mark = scope_env.log.len();
+        for (k, raw) in opts.trigger_env.get(&stage.index).into_iter().flatten() {
+            let (v, _, _) = ex.word(raw, &scope_env, from_span);
+            scope_env.set(EnvKind::Env, k.clone(), v);
         }
         let mut arg_infos = Vec::new();
         let mut consumed = BTreeSet::new();
@@ -609,6 +621,7 @@ pub fn analyze(df: &Dockerfile, opts: &BuildOptions) -> Scope {
             env_vars: scope_env.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             log: scope_env.log,
             marks,
+            inherited_mark,
             secrets,
             ssh,
             consumed_build_args: consumed,
@@ -664,7 +677,15 @@ impl StageScope {
     /// The variables instruction `i` of the stage sees (ENV over ARG),
     /// sorted by name. For RUN these are the build-time environment.
     pub fn env_at(&self, i: usize) -> Vec<(String, String)> {
-        let end = self.marks.get(i).copied().unwrap_or(self.log.len());
+        self.env_upto(self.marks.get(i).copied().unwrap_or(self.log.len()))
+    }
+
+    /// What the stage inherits from its base, before any ONBUILD trigger runs.
+    pub fn env_inherited(&self) -> Vec<(String, String)> {
+        self.env_upto(self.inherited_mark)
+    }
+
+    fn env_upto(&self, end: usize) -> Vec<(String, String)> {
         let mut replay = StageEnv::default();
         for (kind, k, v) in &self.log[..end] {
             match kind {

@@ -72,9 +72,40 @@ impl Attrs<'_> {
     }
 }
 
+/// A source as the Dockerfile names it (its last component names the copy) and the entry
+/// it resolves to.
+#[derive(Clone, Debug)]
+pub(crate) struct Source {
+    pub(crate) name: PathBuf,
+    pub(crate) node: Node,
+}
+
 impl Tree<'_> {
-    /// The entry at `rel`, if the tree has it.
+    /// The entry `rel` names, its symlinks followed inside the tree (BuildKit's copy
+    /// follows them all in a source path), if the tree has it.
     pub(crate) fn stat(&self, rel: &Path) -> Option<Node> {
+        let real = self.resolve(rel)?;
+        if let Tree::Context { ignore, .. } = self {
+            // The link itself must be in the context too.
+            let s = rel.to_string_lossy();
+            if real != rel && !s.is_empty() && ignore.matches(&s) {
+                return None;
+            }
+        }
+        self.entry(&real)
+    }
+
+    /// `rel` with its symlinks followed inside the tree.
+    pub(crate) fn resolve(&self, rel: &Path) -> Option<PathBuf> {
+        match self {
+            Tree::Context { root, .. } => fsview::resolve_in_dir(root, rel, true),
+            Tree::Stack(lowers) => fsview::resolve_in_stack(lowers, rel, true),
+        }
+    }
+
+    /// The entry at `rel`, a path without symlinks on the way (its last component may be
+    /// one), if the tree has it.
+    fn entry(&self, rel: &Path) -> Option<Node> {
         match self {
             Tree::Context { root, ignore } => {
                 let host = root.join(rel);
@@ -150,11 +181,13 @@ impl Tree<'_> {
     }
 
     /// The entries a source path with wildcards names (Go's filepath.Match per component,
-    /// as BuildKit's wildcard resolution), sorted.
-    pub(crate) fn glob(&self, pattern: &Path) -> io::Result<Vec<Node>> {
+    /// as BuildKit's wildcard resolution), sorted, each with its symlinks followed.
+    pub(crate) fn glob(&self, pattern: &Path) -> io::Result<Vec<Source>> {
         let Some(root) = self.stat(Path::new("")) else { return Ok(Vec::new()) };
+        // The directories matched so far (resolved), then the last component's matches.
         let mut current = vec![root];
-        for comp in pattern.iter() {
+        let comps: Vec<_> = pattern.iter().collect();
+        for (i, comp) in comps.iter().enumerate() {
             let comp = comp.to_string_lossy();
             let mut next = Vec::new();
             if has_wildcards(&comp) {
@@ -170,13 +203,30 @@ impl Tree<'_> {
                 }
             } else {
                 for n in current.iter().filter(|n| n.is_dir()) {
-                    next.extend(self.stat(&n.rel.join(&*comp)));
+                    next.extend(self.entry(&n.rel.join(&*comp)));
                 }
+            }
+            if i + 1 < comps.len() {
+                // Symlinks to directories lead on.
+                next = next.into_iter().filter_map(|n| self.follow(n)).collect();
             }
             current = next;
         }
-        current.sort_by(|a, b| a.rel.cmp(&b.rel));
-        Ok(current)
+        let mut out: Vec<Source> = current
+            .into_iter()
+            .filter_map(|n| Some(Source { name: n.rel.clone(), node: self.follow(n)? }))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// `n` itself, or what it links to when it is a symlink.
+    fn follow(&self, n: Node) -> Option<Node> {
+        if n.md.file_type().is_symlink() {
+            self.stat(&n.rel)
+        } else {
+            Some(n)
+        }
     }
 }
 
@@ -297,6 +347,10 @@ mod tests {
         nodes.iter().map(|n| n.rel.to_string_lossy().into_owned()).collect()
     }
 
+    fn source_names(sources: &[Source]) -> Vec<String> {
+        sources.iter().map(|s| s.name.to_string_lossy().into_owned()).collect()
+    }
+
     #[test]
     fn exclude_and_include_patterns_select_like_fsutil() {
         let dir = tempfile::tempdir().unwrap();
@@ -341,7 +395,7 @@ mod tests {
         assert!(select(&tree, &root, &Filter { exclude: None, include: &inc }).unwrap().is_empty());
 
         assert_eq!(
-            names(&tree.glob(Path::new("d/*/*.txt")).unwrap()),
+            source_names(&tree.glob(Path::new("d/*/*.txt")).unwrap()),
             ["d/sub/c.txt", "d/sub/keep.txt"]
         );
         assert!(tree.glob(Path::new("ign/*")).unwrap().is_empty());
@@ -360,6 +414,6 @@ mod tests {
         let sel = select(&tree, &out, &Filter::default()).unwrap();
         assert_eq!(names(&sel), ["out/a", "out/b", "out/c"]);
         assert_eq!(sel[2].host, l1.join("out/c"));
-        assert_eq!(names(&tree.glob(Path::new("out/[ab]")).unwrap()), ["out/a", "out/b"]);
+        assert_eq!(source_names(&tree.glob(Path::new("out/[ab]")).unwrap()), ["out/a", "out/b"]);
     }
 }
