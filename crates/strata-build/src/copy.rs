@@ -7,7 +7,7 @@
 //! Plain copies go through `copy_context` / `fsview::copy_from_stack`; filtered ones
 //! (`--exclude`, `--parents`, symbolic `--chmod`) through [`tree`].
 
-mod archive;
+pub(crate) mod archive;
 mod chmod;
 mod heredoc;
 mod tree;

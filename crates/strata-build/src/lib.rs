@@ -339,6 +339,13 @@ pub fn build(
     result
 }
 
+/// Extracts a build context that came as an archive (`strata build - < ctx.tar.xz`): a tar,
+/// plain or gzip/bzip2/xz/zstd-compressed, as Docker takes it. As for ADD, entries that
+/// would land outside `dir` are refused and decompression is bounded.
+pub fn extract_context_archive(archive: &Path, dir: &Path) -> std::result::Result<(), String> {
+    copy::archive::extract(archive, dir, None)
+}
+
 /// `SOURCE_DATE_EPOCH` from `--build-arg` (BuildKit's way), else from the environment.
 fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Option<u64> {
     let raw = build_args.get("SOURCE_DATE_EPOCH").cloned();

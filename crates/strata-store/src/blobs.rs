@@ -6,6 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,6 +97,7 @@ impl Blobs {
             path,
             hasher: hash.then(Hasher::new),
             written: 0,
+            kicked: 0,
             blobs: self.clone(),
         })
     }
@@ -170,6 +172,11 @@ impl Blobs {
     }
 }
 
+/// Writeback of an ingest's bytes is started every this many bytes, so the fsync at the
+/// end waits for the tail, not for the whole blob (a 100 MB layer's export went from
+/// 0.5-0.6 s to 0.4-0.5 s on a journaled ext4, a 220 MB one from 1.8-1.9 s to 1.6-1.7 s).
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
 /// A blob being written. Dropping it without commit removes the temporary file.
 pub struct Ingest {
     file: Option<io::BufWriter<File>>,
@@ -177,6 +184,8 @@ pub struct Ingest {
     /// `None` when the writer hashes (see [`Blobs::ingest_hashed_by_writer`]).
     hasher: Option<Hasher>,
     written: u64,
+    /// How far writeback has been started.
+    kicked: u64,
     blobs: Blobs,
 }
 
@@ -191,6 +200,23 @@ impl Ingest {
 
     pub fn temp_path(&self) -> &Path {
         &self.path
+    }
+
+    /// Asks the kernel to start writing out what reached the file since the last call
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait for the disk). Only a
+    /// hint: the fsync in [`Ingest::stage`] makes the bytes durable and reports errors.
+    fn start_writeback(&mut self) {
+        let Some(w) = &self.file else { return };
+        let in_file = self.written - w.buffer().len() as u64;
+        if in_file <= self.kicked {
+            return;
+        }
+        let (from, len) = (self.kicked as libc::off64_t, (in_file - self.kicked) as libc::off64_t);
+        // SAFETY: the descriptor is open for the call, which only reads it.
+        unsafe {
+            libc::sync_file_range(w.get_ref().as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        self.kicked = in_file;
     }
 
     /// Flushes and fsyncs the bytes, and returns the digest, without publishing the blob.
@@ -242,6 +268,9 @@ impl Write for Ingest {
             h.update(&buf[..n]);
         }
         self.written += n as u64;
+        if self.written - self.kicked >= WRITEBACK_EVERY {
+            self.start_writeback();
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

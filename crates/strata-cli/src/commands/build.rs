@@ -2,7 +2,7 @@
 //! (`--call=outline|targets|check`) that reads the Dockerfile without building.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -242,11 +242,10 @@ fn read(args: &BuildArgs) -> Result<Input> {
             let context = scratch.path().to_path_buf();
             return Ok(Input { df, context, dockerfile_path: None, _scratch: Some(scratch) });
         }
-        let opts = strata_layer::UnpackOptions {
-            mode: strata_layer::UnpackMode::Apply,
-            ..strata_layer::UnpackOptions::default()
-        };
-        strata_layer::unpack(std::io::Cursor::new(bytes), scratch.path(), &opts)
+        let mut archive = tempfile::NamedTempFile::new().into_diagnostic()?;
+        archive.write_all(&bytes).into_diagnostic().wrap_err("saving the context from stdin")?;
+        drop(bytes);
+        strata_build::extract_context_archive(archive.path(), scratch.path())
             .map_err(|e| miette!("extracting the build context from stdin: {e}"))?;
         let name = args.file.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
         let path = scratch.path().join(&name);
@@ -281,8 +280,7 @@ fn read(args: &BuildArgs) -> Result<Input> {
 }
 
 /// Whether stdin holds an archive (gzip, bzip2, xz, zstd or a plain tar), as Docker checks:
-/// the layer codec's magic numbers (bzip2 and xz are recognised, then refused by unpack
-/// with a clear error), else a tar header.
+/// a compression format's magic number, else a tar header.
 fn looks_like_archive(b: &[u8]) -> bool {
     match strata_layer::compression::detect(b) {
         Ok(strata_layer::Compression::None) => b.get(257..262) == Some(b"ustar"),
