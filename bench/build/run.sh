@@ -17,7 +17,8 @@
 # default as root) that dir is a fresh journaled ext4 on a loop device: on an ext4 without
 # a journal, file creation slows down 5-10x for ~30 s after many deletions (the kernel's
 # recently_deleted inode scan), which would charge whichever tool runs after another's
-# cleanup; --fs here uses /tmp as it is. Tools take turns going first, one rep each.
+# cleanup; --fs here uses /tmp as it is. Tools take turns going first, one rep each, and
+# every timed build starts after a `sync`.
 set -euo pipefail
 
 REPS=3
@@ -182,6 +183,7 @@ RESULTS=$W/results.tsv
 
 host_run() { # host_run ROOT CMD...: time the commands with busybox's applets, in order
   local r=$1 t0 t1; shift
+  sync
   t0=$(now)
   for c in "$@"; do R=$r PATH=$W/bb/applets "$W/bb/bin/busybox" sh -ec "$c"; done
   t1=$(now)
@@ -237,6 +239,9 @@ build() {
   local logf=$W/logs/$(printf %03d "$BUILD_NO")-$tool-$s-$([ "$nocache" = 1 ] && echo cold || echo warm).log
   mkdir -p "$W/logs"
   [ "$nocache" = 1 ] && flag=(--no-cache)
+  # Every build starts with nothing dirty in the page cache: a journal commit (any fsync)
+  # would otherwise write back what the builds before it left, whoever wrote it.
+  sync
   t0=$(now)
   case $tool in
     strata) timeout 1800 "$STRATA_BIN" build --progress plain "${flag[@]}" -t "bench-$s" "$ctx" ;;

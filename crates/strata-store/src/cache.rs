@@ -49,7 +49,9 @@ impl Store {
     /// The entry for `key`, with its layer leased and checked present; `None` on a miss.
     pub fn cache_get(&self, key: &str, lease: &Lease) -> Result<Option<CacheEntry>> {
         let db = self.db();
-        db.write_with(|tx| {
+        // Only a lease row and the last-used time are written: neither needs to survive a
+        // power loss.
+        db.write_volatile_with(|tx| {
             let sql = |e| db.err(e);
             type Row = (
                 Option<String>,
