@@ -320,24 +320,7 @@ impl Builder<'_> {
                 .map(|s| Unit { name: s.name, root: s.node, include: include.clone() })
                 .collect());
         }
-        let rel = fsview::clean_rel(src);
-        let roots = match tree {
-            Tree::Context { .. } => self.context_matches(src, &rel, span)?,
-            Tree::Stack(_) if has_wildcards(src) => {
-                let found = tree.glob(&rel).map_err(|e| self.err(span, format!("{src}: {e}")))?;
-                if found.is_empty() {
-                    return Err(self.err(
-                        span,
-                        format!("no source files were specified: {src:?} matches nothing"),
-                    ));
-                }
-                found
-            }
-            Tree::Stack(_) => {
-                let node = tree.stat(&rel).ok_or_else(|| not_found(&rel))?;
-                vec![Source { name: rel, node }]
-            }
-        };
+        let roots = self.matches(tree, src, &fsview::clean_rel(src), span)?;
         Ok(roots
             .into_iter()
             .map(|s| Unit { name: s.name, root: s.node, include: Vec::new() })
@@ -527,19 +510,24 @@ impl Builder<'_> {
         })
     }
 
-    /// The context entries a COPY source names: one path, or a glob's matches, each with
-    /// its symlinks followed inside the context.
+    /// The context entries a COPY source names (see [`Builder::matches`]).
     pub(crate) fn context_matches(&self, src: &str, rel: &Path, span: Span) -> Result<Vec<Source>> {
         let ignore = self.ignore()?;
-        let tree = Tree::Context { root: &self.opts.context, ignore: &ignore };
+        self.matches(&Tree::Context { root: &self.opts.context, ignore: &ignore }, src, rel, span)
+    }
+
+    /// The entries a COPY source names in `tree`: one path, or a glob's matches, each with
+    /// its symlinks followed inside the tree.
+    fn matches(&self, tree: &Tree, src: &str, rel: &Path, span: Span) -> Result<Vec<Source>> {
         if !has_wildcards(src) {
             let node = tree.stat(rel).ok_or_else(|| {
+                let why = match tree {
+                    Tree::Context { .. } => " in the build context or excluded by .dockerignore",
+                    Tree::Stack(_) => "",
+                };
                 self.err(
                     span,
-                    format!(
-                        "failed to compute cache key: \"/{}\": not found in the build context or excluded by .dockerignore",
-                        rel.display()
-                    ),
+                    format!("failed to compute cache key: \"/{}\": not found{why}", rel.display()),
                 )
             })?;
             return Ok(vec![Source { name: rel.to_path_buf(), node }]);

@@ -192,7 +192,7 @@ impl Builder<'_> {
                         Some(f) => {
                             let f = self.expand(f, env, span)?;
                             let stack = self.source_stack(&f, span)?;
-                            let rel = fsview::resolve_in_stack(&stack, &rel, true).unwrap_or(rel);
+                            let rel = self.resolve_in_stage(&stack, &src, span)?;
                             let dir = self.fresh_dir("bind")?;
                             p.scratch.push(dir.clone());
                             let copy = dir.join("src");

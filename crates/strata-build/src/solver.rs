@@ -308,16 +308,17 @@ impl Builder<'_> {
         if let Some(t) = triggers {
             // The base's triggers run first, then are gone from this stage's image.
             st.config.clear_onbuild();
-            let mut env = VarEnv(sscope.env_inherited().into_iter().collect());
+            // The scope analysis applied the triggers' ENV (see `trigger_env`): each
+            // trigger sees the assignments of those before it.
+            let mut assigned = 0;
             for (k, ins) in fired.iter().enumerate() {
+                let env = VarEnv(sscope.env_after_triggers(assigned).into_iter().collect());
                 let itext = instruction_text(t, ins);
                 let text = format!("[{label} {}/{n}] ONBUILD {itext}", k + 2);
                 self.step(&mut st, ins, &itext, &text, &env, first_id + 1 + k)
                     .map_err(|e| onbuild::at_from(e, &itext, df, si))?;
-                if let InstructionKind::Env { .. } = ins.kind {
-                    let mut vars: Vec<(String, String)> = env.0.clone().into_iter().collect();
-                    self.trigger_env_one(ins, &mut vars, stage.span)?;
-                    env = VarEnv(vars.into_iter().collect());
+                if let InstructionKind::Env { vars, .. } = &ins.kind {
+                    assigned += vars.len();
                 }
             }
         }
@@ -423,25 +424,6 @@ impl Builder<'_> {
                 let _ = self.stage_by_ref(&name);
             }
         }
-    }
-
-    /// Adds what the ENV triggers among `triggers` set to `env` (a base image's ENV), so
-    /// the child stage's own instructions see those variables.
-    fn trigger_env_one(
-        &self,
-        ins: &Instruction,
-        env: &mut Vec<(String, String)>,
-        span: Span,
-    ) -> Result<()> {
-        let InstructionKind::Env { vars, .. } = &ins.kind else { return Ok(()) };
-        for kv in vars {
-            let scope = VarEnv(env.iter().cloned().collect());
-            let key = self.expand(&kv.key, &scope, span)?;
-            let value = self.expand(&kv.value, &scope, span)?;
-            env.retain(|(k, _)| *k != key);
-            env.push((key, value));
-        }
-        Ok(())
     }
 
     pub(crate) fn state_from_image(&self, img: &BaseImage) -> StageState {

@@ -680,9 +680,10 @@ impl StageScope {
         self.env_upto(self.marks.get(i).copied().unwrap_or(self.log.len()))
     }
 
-    /// What the stage inherits from its base, before any ONBUILD trigger runs.
-    pub fn env_inherited(&self) -> Vec<(String, String)> {
-        self.env_upto(self.inherited_mark)
+    /// What the stage's fired ONBUILD triggers see after the first `assignments` of their
+    /// ENV assignments (0: what the stage inherits from its base).
+    pub fn env_after_triggers(&self, assignments: usize) -> Vec<(String, String)> {
+        self.env_upto((self.inherited_mark + assignments).min(self.log.len()))
     }
 
     fn env_upto(&self, end: usize) -> Vec<(String, String)> {
