@@ -12,8 +12,9 @@
 //! or random files: their data plus the headers' zero padding) is deflated at level 2:
 //! only the zero runs and repeated header fields can shrink, and level 2 finds those too,
 //! at a fraction of level 6's match search (level 1 would not do: zlib-rs codes it with
-//! the static Huffman table, 5% more than storing random bytes). When the coding changes, a fresh compressor is
-//! primed with the preceding 32 KiB, so later back-references stay valid.
+//! the static Huffman table, 5% more than storing random bytes). When the coding changes,
+//! a fresh compressor is primed with the preceding 32 KiB, so later back-references stay
+//! valid.
 //!
 //! Determinism: chunk boundaries and every decision depend only on the input bytes and the
 //! level (integer arithmetic only), so the output never depends on the number of threads,
@@ -370,9 +371,7 @@ fn compress_chunk(
         let final_block = last && i + 1 == blocks;
         let block_level = match classify(block) {
             Coding::Stored => {
-                if let Some((mut deflate, _)) = open.take() {
-                    run_deflate(&mut deflate, &[], FlushCompress::Sync, out)?;
-                }
+                end_run(&mut open, out)?;
                 stored_from.get_or_insert(start);
                 continue;
             }
@@ -383,9 +382,7 @@ fn compress_chunk(
             write_stored(&data[from..start], false, out);
         }
         if open.as_ref().is_some_and(|(_, l)| *l != block_level) {
-            if let Some((mut deflate, _)) = open.take() {
-                run_deflate(&mut deflate, &[], FlushCompress::Sync, out)?;
-            }
+            end_run(&mut open, out)?;
         }
         let deflate = match &mut open {
             Some((deflate, _)) => deflate,
@@ -418,6 +415,14 @@ fn compress_chunk(
         write_stored(data, last, out);
     }
     Ok(())
+}
+
+/// Ends the open compressor's run, if any, with a sync flush (byte aligned, not final).
+fn end_run(open: &mut Option<(Compress, u32)>, out: &mut Vec<u8>) -> io::Result<()> {
+    match open.take() {
+        Some((mut deflate, _)) => run_deflate(&mut deflate, &[], FlushCompress::Sync, out),
+        None => Ok(()),
+    }
 }
 
 /// Feeds all of `input` to `deflate` and completes `flush`, growing `out` as needed.
