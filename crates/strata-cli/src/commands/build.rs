@@ -232,19 +232,30 @@ fn read(args: &BuildArgs) -> Result<Input> {
                 "cannot read both the context and the Dockerfile (-f -) from stdin"
             ));
         }
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).into_diagnostic().wrap_err("reading stdin")?;
+        // The first tar header is enough to tell an archive from a Dockerfile; an archive
+        // is then streamed to a file, not held in memory.
+        let mut stdin = std::io::stdin().lock();
+        let mut head = Vec::new();
+        (&mut stdin)
+            .take(512)
+            .read_to_end(&mut head)
+            .into_diagnostic()
+            .wrap_err("reading stdin")?;
         let scratch = tempfile::tempdir().into_diagnostic()?;
-        if !looks_like_archive(&bytes) {
-            let text = String::from_utf8(bytes)
+        if !looks_like_archive(&head) {
+            stdin.read_to_end(&mut head).into_diagnostic().wrap_err("reading stdin")?;
+            let text = String::from_utf8(head)
                 .map_err(|_| miette!("stdin is neither a tar archive nor a UTF-8 Dockerfile"))?;
             let df = parse_dockerfile("Dockerfile", &text).map_err(miette::Report::new)?;
             let context = scratch.path().to_path_buf();
             return Ok(Input { df, context, dockerfile_path: None, _scratch: Some(scratch) });
         }
         let mut archive = tempfile::NamedTempFile::new().into_diagnostic()?;
-        archive.write_all(&bytes).into_diagnostic().wrap_err("saving the context from stdin")?;
-        drop(bytes);
+        archive
+            .write_all(&head)
+            .and_then(|()| std::io::copy(&mut stdin, &mut archive).map(drop))
+            .into_diagnostic()
+            .wrap_err("saving the context from stdin")?;
         strata_build::extract_context_archive(archive.path(), scratch.path())
             .map_err(|e| miette!("extracting the build context from stdin: {e}"))?;
         let name = args.file.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
