@@ -240,6 +240,11 @@ fn image_id(env: &Env, name: &str) -> String {
     json(&env.ok(&["inspect", name]))[0]["Id"].as_str().unwrap().to_string()
 }
 
+/// The contents of `path` among `files` (see [`layer_files`]).
+fn file_in<'f>(files: &'f [(String, Vec<u8>)], path: &str) -> Option<&'f [u8]> {
+    files.iter().find(|(p, _)| p == path).map(|(_, c)| c.as_slice())
+}
+
 /// Every file of every layer of a saved image, with its contents (gzip layers).
 fn layer_files(env: &Env, image: &str) -> Vec<(String, Vec<u8>)> {
     let tar = env.path(&format!("{}.tar", image.replace([':', '/'], "_")));
@@ -608,9 +613,8 @@ fn onbuild_triggers_fire_in_the_child_only() {
     let inspect = json(&env.ok(&["inspect", "child:1"]));
     assert!(inspect[0]["Config"]["OnBuild"].is_null(), "triggers are cleared: {inspect}");
     let files = layer_files(&env, "child:1");
-    let seen = files.iter().find(|(p, _)| p == "seen").map(|(_, c)| c.clone());
     assert_eq!(
-        seen.as_deref(),
+        file_in(&files, "seen"),
         Some(&b"triggered yes\nfrom the child's context\n"[..]),
         "{:?}",
         files.iter().map(|(p, _)| p).collect::<Vec<_>>()
@@ -652,9 +656,8 @@ fn a_parent_stages_onbuild_env_is_seen_by_the_child_and_its_children() {
     assert!(ok, "{err}");
     assert!(err.contains("ONBUILD ENV TRIGGERED=yes-$FROM_BASE"), "{err}");
     let files = layer_files(&env, "stage-onbuild:1");
-    let seen = files.iter().find(|(p, _)| p == "seen").map(|(_, c)| c.clone());
     assert_eq!(
-        seen.as_deref(),
+        file_in(&files, "seen"),
         Some(&b"yes-base yes-base-child yes-base-child-grand\n"[..]),
         "the trigger's ENV expands in the child's own ENV and reaches the grandchild"
     );
@@ -697,8 +700,11 @@ fn unchanged_context_files_are_linked_from_the_last_copy() {
         .unwrap();
     build_ok(&env, &ctx, &["-t", "link:2"]);
     let files = layer_files(&env, "link:2");
-    let all = files.iter().find(|(p, _)| p == "all").map(|(_, c)| c.clone()).unwrap();
-    assert_eq!(all, b"aaa\nbbb\nCCC\n", "the RUN saw the new content");
+    assert_eq!(
+        file_in(&files, "all"),
+        Some(&b"aaa\nbbb\nCCC\n"[..]),
+        "the RUN saw the new content"
+    );
 
     let a = snapshot_inodes(&env, "app/a.txt");
     let c = snapshot_inodes(&env, "app/c.txt");
