@@ -12,7 +12,9 @@
 //! or random files: their data plus the headers' zero padding) is deflated at level 2:
 //! only the zero runs and repeated header fields can shrink, and level 2 finds those too,
 //! at a fraction of level 6's match search (level 1 would not do: zlib-rs codes it with
-//! the static Huffman table, 5% more than storing random bytes). When the coding changes,
+//! the static Huffman table, 5% more than storing random bytes). Inside such a block, the
+//! random stretches between zero runs (the file bodies) are stored too, so only the
+//! headers are deflated. When the coding changes,
 //! a fresh compressor is primed with the preceding 32 KiB, so later back-references stay
 //! valid.
 //!
@@ -26,6 +28,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use flate2::{Compress, Crc, FlushCompress, Status};
+
+mod spans;
 
 /// Input per job. Each chunk pays ~85 µs for a fresh compressor and its dictionary: 0.4% of
 /// its deflate time at level 6 (3.4% for 128 KiB chunks), while 128 KiB chunks gain only
@@ -369,7 +373,8 @@ fn compress_chunk(
     for (i, block) in data.chunks(BLOCK_SIZE).enumerate() {
         let start = i * BLOCK_SIZE;
         let final_block = last && i + 1 == blocks;
-        let block_level = match classify(block) {
+        let coding = classify(block);
+        let block_level = match coding {
             Coding::Stored => {
                 end_run(&mut open, out)?;
                 stored_from.get_or_insert(start);
@@ -404,7 +409,11 @@ fn compress_chunk(
             (false, true) => FlushCompress::Sync,
             (false, false) => FlushCompress::None,
         };
-        run_deflate(deflate, block, flush, out)?;
+        if coding == Coding::Fast {
+            deflate_around_spans(deflate, block, flush, out)?;
+        } else {
+            run_deflate(deflate, block, flush, out)?;
+        }
     }
     if let Some(from) = stored_from {
         write_stored(&data[from..], last, out);
@@ -415,6 +424,28 @@ fn compress_chunk(
         write_stored(data, last, out);
     }
     Ok(())
+}
+
+/// Deflates a fast-tier block but writes its incompressible spans ([`spans::raw_spans`]) as
+/// stored blocks: a sync flush before each, and the span then given to the compressor as
+/// dictionary so its window (and so every later distance) matches the decoder's. On a tar
+/// of 64 B-4 KB random files this is 3x faster than deflating all of it, for 0.1% more.
+fn deflate_around_spans(
+    deflate: &mut Compress,
+    block: &[u8],
+    flush: FlushCompress,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let mut from = 0;
+    for span in spans::raw_spans(block) {
+        // Empty input after a sync flush is a no-op (zlib's BufError), so no special case.
+        run_deflate(deflate, &block[from..span.start], FlushCompress::Sync, out)?;
+        write_stored(&block[span.clone()], false, out);
+        let history = span.start.max(span.end.saturating_sub(WINDOW));
+        deflate.set_dictionary(&block[history..span.end]).map_err(io::Error::other)?;
+        from = span.end;
+    }
+    run_deflate(deflate, &block[from..], flush, out)
 }
 
 /// Ends the open compressor's run, if any, with a sync flush (byte aligned, not final).

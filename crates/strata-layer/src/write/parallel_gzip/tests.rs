@@ -230,7 +230,8 @@ fn writer_errors_are_returned_and_workers_stop() {
 }
 
 /// A tar of small random files (as a layer of compressed files is): random bytes between
-/// zero-padded headers. Level 1 is used for it and loses next to nothing against level 6.
+/// zero-padded headers. The bodies are stored and the headers deflated at level 2, which
+/// loses next to nothing against level 6 on all of it.
 #[test]
 fn random_files_between_headers_deflate_fast_at_level_6s_ratio() {
     let mut b = tar::Builder::new(Vec::new());
@@ -242,7 +243,8 @@ fn random_files_between_headers_deflate_fast_at_level_6s_ratio() {
         h.set_size(size as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append(&h, &random(size, 1000 + i as u64)[..]).unwrap();
+        // Odd seeds: `random` sets the low bit, so seeds 2k and 2k+1 are the same stream.
+        b.append(&h, &random(size, 1001 + 2 * i as u64)[..]).unwrap();
     }
     let tar = b.into_inner().unwrap();
     assert_eq!(classify(&tar[..BLOCK_SIZE]), Coding::Fast);
@@ -254,7 +256,7 @@ fn random_files_between_headers_deflate_fast_at_level_6s_ratio() {
     let single = single.finish().unwrap();
     assert!(
         ours.len() as f64 <= single.len() as f64 * 1.01,
-        "level 1 on these blocks: {} bytes against level 6's {}",
+        "fast tier on these blocks: {} bytes against level 6's {}",
         ours.len(),
         single.len()
     );

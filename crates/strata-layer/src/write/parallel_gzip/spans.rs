@@ -1,0 +1,122 @@
+//! Incompressible spans inside a fast-tier block (random or compressed file bodies between
+//! tar headers). Deflating such a span saves nothing and costs the compressor's literal
+//! coding, most of its time; storing it costs a sync flush and a stored-block header
+//! (about 10 bytes). The spans are found from the bytes alone, so the output stays
+//! deterministic: zero runs (header fields, padding to 512) cut the block into stretches,
+//! and a stretch long enough whose histogram looks uniform is a span.
+
+use std::ops::Range;
+
+/// Zero runs at least this long separate stretches. Any 15 zero bytes hold an aligned
+/// 8-byte zero word, which is what the scan looks for.
+const ZERO_RUN: usize = 16;
+/// Shorter stretches are left to the compressor: a tar header's longest non-zero field
+/// run is about 60 bytes, and below this the saving is lost to block overheads.
+const MIN_SPAN: usize = 128;
+
+/// The incompressible spans of `block`, in order, not overlapping.
+pub(super) fn raw_spans(block: &[u8]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut push = |r: Range<usize>| {
+        if r.len() >= MIN_SPAN && looks_random(&block[r.clone()]) {
+            spans.push(r);
+        }
+    };
+    // Start of the current stretch (just after the last long zero run).
+    let mut from = 0;
+    let mut w = 0;
+    while w + 8 <= block.len() {
+        let word = u64::from_ne_bytes(block[w..w + 8].try_into().expect("8 bytes"));
+        if word != 0 {
+            w += 8;
+            continue;
+        }
+        let mut start = w;
+        while start > from && block[start - 1] == 0 {
+            start -= 1;
+        }
+        let mut end = w + 8;
+        while end < block.len() && block[end] == 0 {
+            end += 1;
+        }
+        if end - start >= ZERO_RUN {
+            push(from..start);
+            from = end;
+        }
+        w = end.next_multiple_of(8);
+    }
+    push(from..block.len());
+    spans
+}
+
+/// Whether `s` looks like uniform random bytes: 256·Σc² < 3/2·n² + 256·n, which is the
+/// block test's 3/2 bound on 256·Σp² plus the Σc² a uniform sample of n bytes has from
+/// sampling alone (n + n²/256). Text scores about 16, x86 code 3-5, so both are deflated.
+fn looks_random(s: &[u8]) -> bool {
+    let mut counts = [[0u32; 256]; 4];
+    let mut quads = s.chunks_exact(4);
+    for q in &mut quads {
+        counts[0][q[0] as usize] += 1;
+        counts[1][q[1] as usize] += 1;
+        counts[2][q[2] as usize] += 1;
+        counts[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        counts[0][b as usize] += 1;
+    }
+    let sum_sq: u64 =
+        (0..256).map(|i| counts.iter().map(|t| u64::from(t[i])).sum::<u64>().pow(2)).sum();
+    let n = s.len() as u64;
+    2 * 256 * sum_sq < 3 * n * n + 2 * 256 * n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                // Uniform over 1..=255: zero bytes come only from the test's runs.
+                ((s >> 24) as u8).max(1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spans_are_the_random_stretches_between_long_zero_runs() {
+        let mut block = random(300, 1); // 0..300
+        block.extend_from_slice(&[0; 15]); // too short to cut: 300..315
+        block.extend_from_slice(&random(100, 2)); // 315..415
+        block.extend_from_slice(&[0; 40]); // cuts: 415..455
+        block.extend_from_slice(&random(100, 3)); // too short alone: 455..555
+        block.extend_from_slice(&[0; 16]); // cuts: 555..571
+        block.extend_from_slice(&b"usr lib share the of main error\n".repeat(10)); // text
+        block.extend_from_slice(&[0; 64]);
+        let tail = block.len();
+        block.extend_from_slice(&random(200, 4));
+        assert_eq!(raw_spans(&block), vec![0..415, tail..tail + 200]);
+    }
+
+    #[test]
+    fn zero_runs_are_found_at_any_alignment() {
+        for shift in 0..8 {
+            let mut block = random(200 + shift, 5);
+            let cut = block.len();
+            block.extend_from_slice(&[0; 16]);
+            block.extend_from_slice(&random(200, 6));
+            assert_eq!(raw_spans(&block), vec![0..cut, cut + 16..cut + 216], "shift {shift}");
+        }
+    }
+
+    #[test]
+    fn blocks_without_long_stretches_have_no_spans() {
+        assert!(raw_spans(&[]).is_empty());
+        assert!(raw_spans(&[0; 4096]).is_empty());
+        assert!(raw_spans(&random(MIN_SPAN - 1, 7)).is_empty());
+    }
+}
