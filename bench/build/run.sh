@@ -10,7 +10,9 @@
 # e = no-op rebuild of a, b and d, f = 20 `RUN true` steps (and the same file without them:
 # the per-RUN overhead). Each build is timed REPS times; the median is reported,
 # next to the time the same RUN commands take directly on the host (busybox's applets, from
-# the fixture), so overhead = build time - RUN time.
+# the fixture). The host RUNs are timed again right before each tool's turn, and a tool's
+# overhead is the median over repetitions of (its build time - those host RUN times): on
+# a machine whose speed drifts, the pair sees the same conditions.
 #
 # Everything lives in one scratch dir under /tmp; dockerd and buildah's storage are private
 # to it (scripts/peers.sh) and stopped by PID / unmounted on exit. With --fs loop (the
@@ -189,8 +191,8 @@ host_run() { # host_run ROOT CMD...: time the commands with busybox's applets, i
   t1=$(now)
   elapsed "$t0" "$t1"
 }
-host_times() {
-  local rep=$1 h=$W/host/$1 ta tb td
+host_times() { # host_times REP TOOL: the host RUN times measured before TOOL's turn
+  local rep=$1 tool=$2 h=$W/host/$1 ta tb td
   rm -rf "$h"; mkdir -p "$h/a/src" "$h/b" "$h/d"
   cp "$W/ctx/a/big.bin" "$h/a/src/"
   ta=$(host_run "$h/a" "$A1" "$A2")
@@ -199,12 +201,13 @@ host_times() {
   cp -a "$W/ctx/b" "$h/b/ctx"
   tb=$(host_run "$h/b" "$B1")
   td=$(host_run "$h/d" "$D1" "$D2")
-  printf 'host\ta\t%s\t%s\nhost\tb\t%s\t%s\nhost\tc\t%s\t%s\nhost\td\t%s\t%s\n' \
-    "$rep" "$ta" "$rep" "$tb" "$rep" "$tb" "$rep" "$td" >>"$RESULTS"
-  for s in ea eb ed f0; do printf 'host\t%s\t%s\t0\n' "$s" "$rep" >>"$RESULTS"; done
+  local who=host:$tool s
+  printf '%s\t%s\t%s\t%s\n' "$who" a "$rep" "$ta" "$who" b "$rep" "$tb" "$who" c "$rep" "$tb" \
+    "$who" d "$rep" "$td" >>"$RESULTS"
+  for s in ea eb ed f0; do printf '%s\t%s\t%s\t0\n' "$who" "$s" "$rep" >>"$RESULTS"; done
   local fcmds=() i
   for i in $(seq 1 20); do fcmds+=("true $i"); done
-  printf 'host\tf\t%s\t%s\n' "$rep" "$(host_run "$h" "${fcmds[@]}")" >>"$RESULTS"
+  printf '%s\tf\t%s\t%s\n' "$who" "$rep" "$(host_run "$h" "${fcmds[@]}")" >>"$RESULTS"
   rm -rf "$h"
 }
 
@@ -257,15 +260,14 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
 setup_tools
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 for ((rep = 1; rep <= REPS; rep++)); do
-  log "repetition $rep/$REPS: host RUN times"
-  host_times "$rep"
   # Tools interleave within a repetition so machine noise spreads over all of them, and
   # take turns going first.
   n=${#TOOL_LIST[@]}
   for ((k = 0; k < n; k++)); do
     tool=${TOOL_LIST[$(((k + rep - 1) % n))]}
     [ -n "$tool" ] || continue
-    log "repetition $rep/$REPS: $tool"
+    log "repetition $rep/$REPS: host RUN times, then $tool"
+    host_times "$rep" "$tool"
     # Cold builds use --no-cache (the base image stays loaded); the no-op rebuild follows.
     build "$tool" a "$W/ctx/a" 1; record "$tool" a "$rep" "$LAST"
     build "$tool" a "$W/ctx/a" 0; record "$tool" ea "$rep" "$LAST"
@@ -287,11 +289,15 @@ python3 - "$RESULTS" "$REPS" "$TOOLS" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 path, reps, tools = sys.argv[1], sys.argv[2], [t for t in sys.argv[3].split(",") if t]
-times = defaultdict(list)
+# (who, scenario) -> {repetition: seconds}; who is a tool or "host:<tool>", the host RUN
+# times measured right before that tool's turn.
+runs = defaultdict(dict)
 for line in open(path):
-    tool, s, _, secs = line.rstrip("\n").split("\t")
-    times[(tool, s)].append(float(secs))
-med = {k: statistics.median(v) for k, v in times.items()}
+    who, s, rep, secs = line.rstrip("\n").split("\t")
+    runs[(who, s)][int(rep)] = float(secs)
+def median(xs):
+    return statistics.median(xs) if xs else None
+med = {k: median(list(v.values())) for k, v in runs.items()}
 names = {
     "a": "a. multi-stage, RUN steps, 100 MB file (cold)",
     "b": "b. 20,000 small files + 200 MB (cold)",
@@ -303,6 +309,10 @@ names = {
     "f0": "f0. FROM + LABEL only (cold)",
     "f": "f. 20 x RUN true (cold)",
 }
+def overhead(t, s):
+    """Median over repetitions of the build time minus the host RUN time measured before it."""
+    build, host = runs.get((t, s), {}), runs.get((f"host:{t}", s), {})
+    return median([build[r] - host[r] for r in build if r in host])
 def f(x):
     return "-" if x is None else f"{x:.2f}"
 def ratio(x, y):
@@ -311,14 +321,16 @@ cols = ["scenario", "RUN on host (s)"]
 cols += [f"{t} (s)" for t in tools] + [f"{t} overhead (s)" for t in tools]
 others = [t for t in ("buildkit", "buildah") if t in tools and "strata" in tools]
 cols += [f"strata/{o} time" for o in others] + [f"strata/{o} overhead" for o in others]
-print(f"Median of {reps} repetitions, seconds. Overhead = build time - RUN time on the host.\n")
+print(f"Median of {reps} repetitions, seconds. RUN on host: median of every host timing. "
+      "Overhead: median over repetitions of (build time - the host RUN time measured just "
+      "before that tool's turn).\n")
 print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
 for s, name in names.items():
-    run = med.get(("host", s))
-    row = [name, f(run)]
+    host_all = [x for t in tools for x in runs.get((f"host:{t}", s), {}).values()]
+    row = [name, f(median(host_all))]
     row += [f(med.get((t, s))) for t in tools]
-    over = {t: (med[(t, s)] - run) if (t, s) in med and run is not None else None for t in tools}
+    over = {t: overhead(t, s) for t in tools}
     row += [f(over[t]) for t in tools]
     row += [ratio(med.get(("strata", s)), med.get((o, s))) for o in others]
     row += [ratio(over.get("strata"), over.get(o)) for o in others]
@@ -326,10 +338,13 @@ for s, name in names.items():
 print("\nPer-RUN overhead, (f - f0) / 20 RUN steps, ms:", ", ".join(
     f"{t} {(med[(t, 'f')] - med[(t, 'f0')]) / 20 * 1000:.1f}"
     for t in tools if (t, "f") in med and (t, "f0") in med))
-print("\nEvery repetition, seconds (repetition 1 is the first build in fresh stores):\n")
-print("| scenario | " + " | ".join(["host"] + tools) + " |")
-print("|---|" + "---|" * (len(tools) + 1))
+print("\nEvery repetition, seconds (repetition 1 is the first build in fresh stores; "
+      "\"host before T\" is the host RUN timing just before T's turn):\n")
+whos = [w for t in tools for w in (f"host:{t}", t)]
+print("| scenario | " + " | ".join(w.replace("host:", "host before ") for w in whos) + " |")
+print("|---|" + "---|" * len(whos))
 for s, name in names.items():
-    cells = [", ".join(f"{x:.2f}" for x in times.get((t, s), [])) or "-" for t in ["host"] + tools]
+    cells = [", ".join(f"{x:.2f}" for _, x in sorted(runs.get((w, s), {}).items())) or "-"
+             for w in whos]
     print(f"| {name} | " + " | ".join(cells) + " |")
 EOF

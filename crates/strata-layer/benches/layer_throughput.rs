@@ -1,6 +1,6 @@
 //! Throughput of writing layers per codec, level and thread count, on (a) a ~100 MB mixed
-//! tree, (b) 100 MB of random data, (c) a real rootfs tar when one is at hand; then reading
-//! the mixed tree's layer back.
+//! tree, (b) 100 MB of random data, (c) a real rootfs tar when one is at hand, (d) 20,000
+//! small random files; then reading the mixed tree's layer back.
 //!
 //! `cargo bench -p strata-layer` (`STRATA_BENCH_MB` sets the size of (a) and (b),
 //! `STRATA_BENCH_TAR` the rootfs tar, default `/tmp/debian.tar`, `STRATA_BENCH_ONLY` a
@@ -75,6 +75,22 @@ fn make_random_tree(root: &Path, total: u64) -> (u64, usize) {
         files += 1;
     }
     (written, files)
+}
+
+/// 20,000 random files of 64 B-4 KB in 200 dirs, as the build benchmark's scenario b:
+/// compressed files between tar headers, the fast tier's case.
+fn make_small_random_tree(root: &Path) -> (u64, usize) {
+    let mut rng = Rng(0x6a09_e667_f3bc_c909);
+    let mut written = 0u64;
+    for n in 0..20_000 {
+        let dir = root.join(format!("d{:03}", n / 100));
+        fs::create_dir_all(&dir).unwrap();
+        let size = 64 + (rng.next() % 4033) as usize;
+        let data: Vec<u8> = (0..size.div_ceil(8)).flat_map(|_| rng.next().to_le_bytes()).collect();
+        fs::write(dir.join(format!("f{n:05}.txt")), &data[..size]).unwrap();
+        written += size as u64;
+    }
+    (written, 20_000)
 }
 
 /// Best and median of RUNS timings of `f`, which returns the time to count.
@@ -237,6 +253,16 @@ fn main() {
     } else {
         println!("\n(c) skipped: no {rootfs_tar}");
     }
+
+    let small = work.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let (bytes, files) = make_small_random_tree(&small);
+    bench_writes(
+        &format!("(d) small random files: {files} files, {:.1} MB", bytes as f64 / 1e6),
+        &small,
+        only.as_deref(),
+    );
+    fs::remove_dir_all(&small).unwrap();
 
     // Reading back the mixed tree's layer, per codec.
     println!("\n(a) read back");

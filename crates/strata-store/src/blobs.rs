@@ -98,6 +98,7 @@ impl Blobs {
             hasher: hash.then(Hasher::new),
             written: 0,
             kicked: 0,
+            kicked_before: 0,
             blobs: self.clone(),
         })
     }
@@ -175,6 +176,11 @@ impl Blobs {
 /// Writeback of an ingest's bytes is started every this many bytes, so the fsync at the
 /// end waits for the tail, not for the whole blob (a 100 MB layer's export went from
 /// 0.5-0.6 s to 0.4-0.5 s on a journaled ext4, a 220 MB one from 1.8-1.9 s to 1.6-1.7 s).
+/// The window before the one just started is then dropped from the page cache: a blob is
+/// written once and read rarely (push, save), so caching it only pushes out what builds
+/// read. Measured on the build benchmark's scenario b (a 240 MB layer, journaled ext4,
+/// builds alternating with and without the drop): 1.1-1.3 s with it, 1.7-2.0 s without,
+/// the difference nearly all system time.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// A blob being written. Dropping it without commit removes the temporary file.
@@ -186,6 +192,8 @@ pub struct Ingest {
     written: u64,
     /// How far writeback has been started.
     kicked: u64,
+    /// Where the last writeback window started: the next one drops it from the cache.
+    kicked_before: u64,
     blobs: Blobs,
 }
 
@@ -211,11 +219,21 @@ impl Ingest {
         if in_file <= self.kicked {
             return;
         }
+        let fd = w.get_ref().as_raw_fd();
         let (from, len) = (self.kicked as libc::off64_t, (in_file - self.kicked) as libc::off64_t);
-        // SAFETY: the descriptor is open for the call, which only reads it.
+        let (prev, prev_len) = (
+            self.kicked_before as libc::off64_t,
+            (self.kicked - self.kicked_before) as libc::off64_t,
+        );
+        // SAFETY: the descriptor is open for the calls, which only read it. Both are hints:
+        // DONTNEED leaves pages still under writeback (or dirty) where they are.
         unsafe {
-            libc::sync_file_range(w.get_ref().as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE)
+            libc::sync_file_range(fd, from, len, libc::SYNC_FILE_RANGE_WRITE);
+            if prev_len > 0 {
+                libc::posix_fadvise(fd, prev, prev_len, libc::POSIX_FADV_DONTNEED);
+            }
         };
+        self.kicked_before = self.kicked;
         self.kicked = in_file;
     }
 
