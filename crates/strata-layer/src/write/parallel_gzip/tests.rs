@@ -185,6 +185,8 @@ fn every_level_round_trips() {
     let mut data = text(200_000, 8);
     data.extend_from_slice(&random(100_000, 9));
     data.extend_from_slice(&text(100_000, 10));
+    // Fast-tier blocks: stored bodies between deflated headers, at each level's compressor.
+    data.extend_from_slice(&tar_of_random_files(40));
     for level in 0..=9 {
         let blob = gz(&data, level, 2, SMALL_CHUNK);
         assert!(gunzip(&blob) == data, "level {level}");
@@ -251,6 +253,13 @@ fn random_files_between_headers_deflate_fast_at_level_6s_ratio() {
     assert_eq!(classify(&text(BLOCK_SIZE, 5)), Coding::Normal);
 
     let ours = round_trip("small random files", &tar, CHUNK_SIZE);
+    // The bodies went through as stored blocks: a piece of one is in the blob verbatim.
+    let size_of =
+        |i: usize| 64 + usize::from(u16::from_le_bytes([sizes[2 * i], sizes[2 * i + 1]])) % 4032;
+    let i = (1000..2000).find(|&i| size_of(i) >= 1024).unwrap();
+    let body = random(size_of(i), 1001 + 2 * i as u64);
+    let piece = &body[body.len() / 2..body.len() / 2 + 32];
+    assert!(ours.windows(piece.len()).any(|w| w == piece), "file {i}'s body is stored");
     let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     single.write_all(&tar).unwrap();
     let single = single.finish().unwrap();
