@@ -518,22 +518,11 @@ pub(super) fn classify(block: &[u8]) -> Coding {
     if block.len() < MIN_ESTIMATE {
         return Coding::Normal;
     }
-    // Four tables hide the store-to-load latency of repeated bytes.
-    let mut counts = [[0u32; 256]; 4];
+    let mut counts = Histogram::new();
     for piece in block.chunks(4096) {
-        let sample = &piece[..piece.len().min(1024)];
-        let mut quads = sample.chunks_exact(4);
-        for q in &mut quads {
-            counts[0][q[0] as usize] += 1;
-            counts[1][q[1] as usize] += 1;
-            counts[2][q[2] as usize] += 1;
-            counts[3][q[3] as usize] += 1;
-        }
-        for &b in quads.remainder() {
-            counts[0][b as usize] += 1;
-        }
+        counts.add(&piece[..piece.len().min(1024)]);
     }
-    let count = |i: usize| counts.iter().map(|t| u64::from(t[i])).sum::<u64>();
+    let count = |i: usize| counts.count(i);
     let zeros = count(0);
     let (mut n, mut sum_sq) = (zeros, zeros * zeros);
     for i in 1..256 {
@@ -548,6 +537,34 @@ pub(super) fn classify(block: &[u8]) -> Coding {
         Coding::Fast
     } else {
         Coding::Normal
+    }
+}
+
+/// Byte counts, in four tables that hide the store-to-load latency of repeated bytes.
+pub(super) struct Histogram([[u32; 256]; 4]);
+
+impl Histogram {
+    pub(super) fn new() -> Self {
+        Histogram([[0; 256]; 4])
+    }
+
+    pub(super) fn add(&mut self, bytes: &[u8]) {
+        let t = &mut self.0;
+        let mut quads = bytes.chunks_exact(4);
+        for q in &mut quads {
+            t[0][q[0] as usize] += 1;
+            t[1][q[1] as usize] += 1;
+            t[2][q[2] as usize] += 1;
+            t[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            t[0][b as usize] += 1;
+        }
+    }
+
+    /// How many times byte `b` was counted.
+    pub(super) fn count(&self, b: usize) -> u64 {
+        self.0.iter().map(|t| u64::from(t[b])).sum()
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::ops::Range;
 
+use super::Histogram;
+
 /// Zero runs at least this long separate stretches. Any 15 zero bytes hold an aligned
 /// 8-byte zero word, which is what the scan looks for.
 const ZERO_RUN: usize = 16;
@@ -53,19 +55,9 @@ pub(super) fn raw_spans(block: &[u8]) -> Vec<Range<usize>> {
 /// block test's 3/2 bound on 256·Σp² plus the Σc² a uniform sample of n bytes has from
 /// sampling alone (n + n²/256). Text scores about 16, x86 code 3-5, so both are deflated.
 fn looks_random(s: &[u8]) -> bool {
-    let mut counts = [[0u32; 256]; 4];
-    let mut quads = s.chunks_exact(4);
-    for q in &mut quads {
-        counts[0][q[0] as usize] += 1;
-        counts[1][q[1] as usize] += 1;
-        counts[2][q[2] as usize] += 1;
-        counts[3][q[3] as usize] += 1;
-    }
-    for &b in quads.remainder() {
-        counts[0][b as usize] += 1;
-    }
-    let sum_sq: u64 =
-        (0..256).map(|i| counts.iter().map(|t| u64::from(t[i])).sum::<u64>().pow(2)).sum();
+    let mut counts = Histogram::new();
+    counts.add(s);
+    let sum_sq: u64 = (0..256).map(|i| counts.count(i).pow(2)).sum();
     let n = s.len() as u64;
     2 * 256 * sum_sq < 3 * n * n + 2 * 256 * n
 }
