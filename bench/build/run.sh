@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --strata) STRATA_BIN=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --fs) FS=$2; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
