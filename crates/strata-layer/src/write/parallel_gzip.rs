@@ -523,11 +523,10 @@ pub(super) fn classify(block: &[u8]) -> Coding {
     for piece in block.chunks(4096) {
         counts.add(&piece[..piece.len().min(1024)]);
     }
-    let count = |i: usize| counts.count(i);
-    let zeros = count(0);
+    let zeros = counts.count(0);
     let (mut n, mut sum_sq) = (zeros, zeros * zeros);
     for i in 1..256 {
-        let c = count(i);
+        let c = counts.count(i);
         n += c;
         sum_sq += c * c;
     }
@@ -542,14 +541,14 @@ pub(super) fn classify(block: &[u8]) -> Coding {
 }
 
 /// Byte counts, in four tables that hide the store-to-load latency of repeated bytes.
-pub(super) struct Histogram([[u32; 256]; 4]);
+struct Histogram([[u32; 256]; 4]);
 
 impl Histogram {
-    pub(super) fn new() -> Self {
+    fn new() -> Self {
         Histogram([[0; 256]; 4])
     }
 
-    pub(super) fn add(&mut self, bytes: &[u8]) {
+    fn add(&mut self, bytes: &[u8]) {
         let t = &mut self.0;
         let mut quads = bytes.chunks_exact(4);
         for q in &mut quads {
@@ -564,7 +563,7 @@ impl Histogram {
     }
 
     /// How many times byte `b` was counted.
-    pub(super) fn count(&self, b: usize) -> u64 {
+    fn count(&self, b: usize) -> u64 {
         self.0.iter().map(|t| u64::from(t[b])).sum()
     }
 }

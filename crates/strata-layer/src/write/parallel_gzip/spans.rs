@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::Histogram;
+use super::{Histogram, FAST_DEN, FAST_NUM};
 
 /// Zero runs at least this long separate stretches. Any 15 zero bytes hold an aligned
 /// 8-byte zero word, which is what the scan looks for.
@@ -54,14 +54,15 @@ pub(super) fn raw_spans(block: &[u8]) -> Vec<Range<usize>> {
 }
 
 /// Whether `s` looks like uniform random bytes: 256·Σc² < 3/2·n² + 256·n, which is the
-/// block test's 3/2 bound on 256·Σp² plus the Σc² a uniform sample of n bytes has from
-/// sampling alone (n + n²/256). Text scores about 16, x86 code 3-5, so both are deflated.
+/// block test's fast-tier bound on 256·Σp² (3/2) plus the Σc² a uniform sample of n bytes
+/// has from sampling alone (n + n²/256). Text scores about 16, x86 code 3-5, so both are
+/// deflated.
 fn looks_random(s: &[u8]) -> bool {
     let mut counts = Histogram::new();
     counts.add(s);
     let sum_sq: u64 = (0..256).map(|i| counts.count(i).pow(2)).sum();
     let n = s.len() as u64;
-    2 * 256 * sum_sq < 3 * n * n + 2 * 256 * n
+    FAST_DEN * 256 * sum_sq < FAST_NUM * n * n + FAST_DEN * 256 * n
 }
 
 #[cfg(test)]
